@@ -179,10 +179,11 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
     Network(
         name="dfe-sketch",
         title="DeepFaceEditing sketch extractor S (pix2pixHD global generator, Jittor)",
-        filename="dfe_sketch_generator.pkl",
-        url=None,
-        source="DeepFaceEditing-Jittor release checkpoints (IGLICT); download by hand, "
-               "rename to the file name shown, put it in the weights folder",
+        filename="sketch_generator.pkl",
+        url=None,  # a Google Drive page (the archive of all checkpoints): fetch cannot use it
+        source="the DeepFaceEditing-Jittor pre-trained checkpoints (IGLICT/DeepFaceEditing-"
+               "Jittor README, https://drive.google.com/file/d/19lUuajYEULTTjqTb0kgV_2HtOVpq1t76"
+               "); download by hand and take checkpoints/sketch_generator.pkl",
         substitute=Substitute(
             "sketch[hed]", "hed",
             "HED edge maps (five side outputs and the fused map), ported from the "
@@ -193,7 +194,9 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
         title="BiSeNet face parser, 19 CelebAMask-HQ classes (zllrunning face-parsing.PyTorch)",
         filename="79999_iter.pth",
         url=None,
-        source="zllrunning/face-parsing.PyTorch release (Google Drive); download by hand",
+        source="zllrunning/face-parsing.PyTorch README, 'our pre-trained model' "
+               "(https://drive.google.com/open?id=154JgKpzCPW82qINcVieuPH3fZ2e0P812); "
+               "download by hand",
         substitute=Substitute(
             "mask[dlib-68-hull]", "dlib-landmarks68",
             "face mask from the dlib 68 landmarks: jaw hull extended over the forehead"),
@@ -203,7 +206,9 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
         title="CurricularFace IR-101 face recognition backbone",
         filename="CurricularFace_Backbone.pth",
         url=None,
-        source="HuangYG123/CurricularFace release (Google Drive); download by hand",
+        source="HuangYG123/CurricularFace README, IR101 pretrained model "
+               "(https://drive.google.com/open?id=1upOyrPzZ5OI3p6WkA5D5JFYCeiZuaPcp); "
+               "download by hand",
         substitute=Substitute(
             "identity[dlib-resnet-128d]", "dlib-face-descriptor",
             "cosine similarity of dlib's 128-d ResNet face descriptors on 150 px chips"),

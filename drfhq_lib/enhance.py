@@ -1,0 +1,338 @@
+"""What a user runs: rendered portraits in, photo-real faces pasted back into them out.
+
+align (Sec. 3.1) -> project into G_rendering (Sec. 3.3) -> render the W+ with G_real ->
+face mask, warp back, erode, blur and blend (Sec. 8, Eq. 5).
+
+Each input ``IN/name.ext`` gives ``OUT/name.png`` (the final composite), ``OUT/compare/name.png``
+(input, aligned, G_rendering reconstruction, G_real result, final), ``OUT/latents/name.npz``
+(the W+) and a row of ``OUT/manifest.csv``. A rerun skips finished inputs; one failing input
+never stops the batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from . import composite, faceparse, weights
+from .align import Alignment, align_face, paste_back
+from .errors import DrfhqError
+from .files import atomic_path
+from .images import list_images, load_image, pil_to_tensor, tensor_to_pil
+from .perceptual import build_lpips, resize
+from .projection import ProjectionParams, load_latent, project_to_files, render
+from .weights import Resolved
+
+MANIFEST_FIELDS = ["input", "status", "reason", "seconds", "final_lpips", "output"]
+
+
+@dataclass
+class Networks:
+    """The two generators and what they are, for labels and provenance."""
+
+    G_real: torch.nn.Module
+    G_rendering: torch.nn.Module
+    real_label: str
+    rendering_label: str
+    trained: bool  # False when either generator is an untrained stand-in
+    resolved: list[Resolved] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CompositeParams:
+    erode: int = 8  # pixels, at the original image's scale of a 1024 px face
+    blur_sigma: float = 6.0
+    colour_match: float = 0.0  # 0: off, 1: full match of the face's colour statistics
+
+
+def _scaled(params: CompositeParams, alignment: Alignment) -> tuple[int, float]:
+    """Erosion and blur are given for a 1024 px aligned face; scale them to this face's size
+    in the original image, so a small face in a full-body render gets a proportional seam."""
+    side = float(np.hypot(*(alignment.quad[3] - alignment.quad[0])))
+    scale = side / 1024.0
+    return max(0, round(params.erode * scale)), params.blur_sigma * scale
+
+
+def face_mask_aligned(result: torch.Tensor, alignment: Alignment, prefer: str
+                      ) -> tuple[torch.Tensor, Resolved]:
+    """Mask of the result in aligned space. The landmark substitute uses the input's landmarks
+    (the result keeps the input's face layout), so it also works when a result has no face
+    dlib can find."""
+    r = weights.resolve("bisenet-faceparse", prefer)
+    if r.is_official:
+        return faceparse.face_mask(result, prefer)
+    size = result.shape[-1]
+    lm = alignment.aligned_landmarks * (size / alignment.size)
+    return torch.from_numpy(faceparse.landmark_mask(lm, size, size))[None, None].float(), r
+
+
+def composite_into_original(result: torch.Tensor, original: Image.Image, alignment: Alignment,
+                            mask: torch.Tensor, params: CompositeParams) -> Image.Image:
+    """Eq. 5 in the original image's coordinates: warp result and mask back, soften, blend."""
+    warped, square = paste_back(result, original, alignment, None, return_mask=True)
+    _, face = paste_back(result, original, alignment, mask[0, 0].cpu(), return_mask=True)
+    erode_px, sigma = _scaled(params, alignment)
+    m = composite.soften(torch.from_numpy(face * square)[None, None], erode_px, sigma)
+    x = pil_to_tensor(original)
+    x_res = pil_to_tensor(warped)
+    if params.colour_match:
+        x_res = composite.match_colour(x_res, x, m, params.colour_match)
+    return tensor_to_pil(composite.blend(x_res, x, m))[0]
+
+
+def _stamp(image: Image.Image, text: str) -> Image.Image:
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    draw.rectangle([0, 0, out.width, 14], fill=(160, 0, 0))
+    draw.text((3, 2), text, fill=(255, 255, 255))
+    return out
+
+
+def comparison_strip(panels: list[Image.Image], height: int, warning: str = "") -> Image.Image:
+    scaled = [p.resize((max(1, p.width * height // p.height), height), Image.Resampling.LANCZOS)
+              for p in panels]
+    strip = Image.new("RGB", (sum(p.width for p in scaled), height), (255, 255, 255))
+    x = 0
+    for p in scaled:
+        strip.paste(p, (x, 0))
+        x += p.width
+    return _stamp(strip, warning) if warning else strip
+
+
+def _save_png(image: Image.Image, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def _read_manifest(path: Path) -> dict[str, dict]:
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {row["input"]: row for row in csv.DictReader(f)}
+
+
+def _write_manifest(path: Path, rows: dict[str, dict]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows.values())
+
+
+def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
+                  params: ProjectionParams = ProjectionParams(), batch: int = 8,
+                  size: int | None = None, prefer: str = "auto",
+                  composite_params: CompositeParams = CompositeParams(),
+                  device: torch.device | str = "cpu", overwrite: bool = False,
+                  progress: bool = True) -> dict[str, dict]:
+    """Run the whole pipeline on ``inputs``; returns the manifest rows by input path."""
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    manifest_path = out_dir / "manifest.csv"
+    rows = _read_manifest(manifest_path)
+    resolution = nets.G_rendering.img_resolution
+    size = size or resolution
+    warning = "" if nets.trained else "UNTRAINED networks: not a result"
+
+    todo: dict[str, tuple[Path, Alignment, float]] = {}
+    for path in map(Path, inputs):
+        final = out_dir / f"{path.stem}.png"
+        if final.exists() and not overwrite:
+            rows.setdefault(str(path), {"input": str(path), "status": "exists", "reason": "",
+                                        "seconds": "", "final_lpips": "", "output": str(final)})
+            continue
+        start = time.perf_counter()
+        try:
+            todo[path.stem] = (path, align_face(path, size=size), start)
+        except (DrfhqError, OSError, ValueError) as err:
+            rows[str(path)] = {"input": str(path), "status": "failed", "reason": str(err),
+                               "seconds": f"{time.perf_counter() - start:.2f}",
+                               "final_lpips": "", "output": ""}
+    _write_manifest(manifest_path, rows)
+    if not todo:
+        return rows
+
+    lpips = build_lpips(prefer, device)
+    targets = {name: resize(pil_to_tensor(a.image, device), resolution)[0]
+               for name, (_, a, _) in todo.items()}
+    latents = project_to_files(nets.G_rendering, targets, out_dir / "latents", lpips, params,
+                               batch, progress)
+    for name, (path, alignment, start) in todo.items():
+        try:
+            latent = load_latent(latents[name])
+            ws = latent["ws"][None].to(device)
+            result = resize(render(nets.G_real, ws), size)
+            reconstruction = resize(render(nets.G_rendering, ws), size)
+            mask, _ = face_mask_aligned(result, alignment, prefer)
+            original = load_image(path)
+            final = composite_into_original(result, original, alignment, mask, composite_params)
+            if warning:
+                final = _stamp(final, warning)
+            _save_png(final, out_dir / f"{name}.png")
+            panels = [original, alignment.image, *tensor_to_pil(reconstruction),
+                      *tensor_to_pil(result), final]
+            _save_png(comparison_strip(panels, max(256, min(size, 512)), warning),
+                      out_dir / "compare" / f"{name}.png")
+            rows[str(path)] = {"input": str(path), "status": "ok", "reason": "",
+                               "seconds": f"{time.perf_counter() - start:.2f}",
+                               "final_lpips": f"{latent['final_distance']:.4f}",
+                               "output": str(out_dir / f"{name}.png")}
+        except (DrfhqError, OSError, ValueError, RuntimeError) as err:
+            rows[str(path)] = {"input": str(path), "status": "failed", "reason": str(err),
+                               "seconds": f"{time.perf_counter() - start:.2f}",
+                               "final_lpips": "", "output": ""}
+        _write_manifest(manifest_path, rows)
+    return rows
+
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    paths: list[Path] = []
+    for item in map(Path, items):
+        paths.extend(list_images(item) if item.is_dir() else [item])
+    return paths
+
+
+# ----------------------------------------------------------------------------- networks
+
+UNTRAINED_KWARGS = dict(z_dim=512, w_dim=512, channel_base=2048, channel_max=128,
+                        mapping_kwargs={"num_layers": 8})
+
+
+def untrained_generator(resolution: int, device, seed: int = 0) -> torch.nn.Module:
+    """The registry's 'stylegan2-untrained-small' substitute: random weights, never a result."""
+    from .networks import Generator
+
+    torch.manual_seed(seed)
+    G = Generator(img_resolution=resolution, **UNTRAINED_KWARGS)
+    return G.eval().requires_grad_(False).to(device)
+
+
+def _generator_from_file(path: str | Path, device) -> torch.nn.Module:
+    from .networks import load_network
+
+    nets = load_network(path, device=device)
+    G = nets.get("G_ema") or nets.get("G")
+    if G is None:
+        raise DrfhqError(f"{path}: no generator (G_ema or G) in this network file")
+    return G.eval().requires_grad_(False)
+
+
+def load_generators(real: str | None, rendering: str | None, device, *,
+                    allow_untrained: bool = False, untrained_size: int = 64) -> Networks:
+    """G_real (a file, else the registry's official FFHQ) and G_rendering (a file).
+
+    With ``allow_untrained`` (the demo), missing networks are replaced by labelled stand-ins:
+    an untrained small G_real, and G_rendering = G_real (not fine-tuned).
+    """
+    resolved: list[Resolved] = []
+    trained = True
+    if real is None:
+        r = weights.resolve("stylegan2-ffhq", "auto" if allow_untrained else "official")
+        resolved.append(r)
+        if r.is_official:
+            G_real, real_label = _generator_from_file(r.path, device), "StyleGAN2-ADA FFHQ"
+        else:
+            G_real, real_label = untrained_generator(untrained_size, device), r.label + " (UNTRAINED)"
+            trained = False
+    else:
+        G_real, real_label = _generator_from_file(real, device), Path(real).name
+    if rendering is not None:
+        G_rendering, rendering_label = _generator_from_file(rendering, device), Path(rendering).name
+    elif allow_untrained:
+        G_rendering, rendering_label = G_real, "G_real itself (not fine-tuned)"
+        trained = False
+    else:
+        raise DrfhqError("pass --rendering NET: a G_rendering fine-tuned with `drfhq finetune`")
+    if G_real.img_resolution != G_rendering.img_resolution or G_real.num_ws != G_rendering.num_ws:
+        raise DrfhqError(f"G_real ({G_real.img_resolution} px) and G_rendering "
+                         f"({G_rendering.img_resolution} px) must share one W+ space")
+    return Networks(G_real, G_rendering, real_label, rendering_label, trained, resolved)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "renders"
+
+
+def _run(args, inputs: list[Path], nets: Networks) -> int:
+    from .provenance import write_sidecar
+
+    params = ProjectionParams(steps=args.steps or ProjectionParams.steps, seed=args.seed)
+    rows = enhance_files(inputs, args.out, nets, params, args.batch, args.size, args.prefer,
+                         CompositeParams(args.erode, args.blur, args.colour_match), args.device,
+                         args.overwrite)
+    lpips_r = weights.resolve("lpips-vgg16", args.prefer)
+    mask_r = weights.resolve("bisenet-faceparse", args.prefer)
+    write_sidecar(Path(args.out) / "manifest.csv", [*nets.resolved, lpips_r, mask_r],
+                  {**params.as_dict(), "G_real": nets.real_label,
+                   "G_rendering": nets.rendering_label, "batch": args.batch, "size": args.size,
+                   "erode": args.erode, "blur": args.blur, "colour_match": args.colour_match})
+    counts: dict[str, int] = {}
+    for row in rows.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print(f"{len(rows)} inputs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+          + f"; manifest {Path(args.out) / 'manifest.csv'}")
+    return 0 if counts.get("failed", 0) < len(rows) else 1
+
+
+def _enhance_cli(args) -> int:
+    nets = load_generators(args.real, args.rendering, args.device)
+    return _run(args, expand_inputs(args.images), nets)
+
+
+UNTRAINED_BANNER = """\
+*** The official FFHQ generator is not installed, so this demo runs the whole pipeline
+*** (align -> project -> render -> paste back) on an UNTRAINED small generator. Its pictures
+*** are NOT results; they are stamped as such. For real results:
+***   drfhq weights fetch stylegan2-ffhq
+***   drfhq finetune --source ~/.cache/drfhq/ffhq.pkl --data DRFHQ.zip --out runs/drfhq
+***   drfhq enhance IMAGES --rendering runs/drfhq/<snapshot> --out OUT"""
+
+
+def _demo_cli(args) -> int:
+    nets = load_generators(None, args.rendering, args.device, allow_untrained=True,
+                           untrained_size=args.size or 64)
+    if not nets.trained:
+        print(UNTRAINED_BANNER, flush=True)
+        args.steps = args.steps or 30
+    args.steps = args.steps or ProjectionParams().steps
+    inputs = sorted(SAMPLES.glob("*_portrait.png"))[: args.limit] + \
+        sorted(SAMPLES.glob("*_body.png"))[:1]
+    return _run(args, inputs, nets)
+
+
+def _common_arguments(p, out_default: str | None) -> None:
+    p.add_argument("--out", type=Path, required=out_default is None, default=out_default)
+    p.add_argument("--steps", type=int, default=None, help="projection steps (paper: 500)")
+    p.add_argument("--batch", type=int, default=8, help="portraits projected together")
+    p.add_argument("--size", type=int, default=None,
+                   help="working resolution of alignment (default: the generator's)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--prefer", default="auto", choices=["auto", "official", "substitute"],
+                   help="official networks (LPIPS, face parser) or their substitutes")
+    p.add_argument("--erode", type=int, default=CompositeParams.erode,
+                   help="mask erosion in pixels (for a 1024 px face)")
+    p.add_argument("--blur", type=float, default=CompositeParams.blur_sigma,
+                   help="mask blur sigma in pixels (for a 1024 px face)")
+    p.add_argument("--colour-match", type=float, default=0.0, help="0..1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="redo inputs whose output exists")
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser("enhance", help="rendered portraits -> photo-real, pasted back")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--real", default=None, help="G_real network file (default: official FFHQ)")
+    p.add_argument("--rendering", required=True, help="G_rendering network file (finetune)")
+    _common_arguments(p, None)
+    p.set_defaults(func=_enhance_cli)
+    p = subparsers.add_parser("demo", help="enhance the bundled sample renders")
+    p.add_argument("--rendering", default=None, help="G_rendering network file, if you have one")
+    p.add_argument("--limit", type=int, default=3, help="how many sample portraits")
+    _common_arguments(p, "out/demo")
+    p.set_defaults(func=_demo_cli)

@@ -1,0 +1,126 @@
+"""Losses of the paper: L_sketch (Eq. 1) and L_color (Eq. 2) of the identity-consistent
+fine-tuning (Eq. 3), the noise regularisation L_n of the projector (Eq. 4) and its noise
+renormalisation. The StyleGAN2-ADA losses (L_origin of Eq. 3) go at the end of this module.
+
+Reductions. Both identity losses are computed per image and averaged over the batch, as the
+StyleGAN2-ADA generator loss is. Within an image:
+
+* L_sketch is the L1 *norm* ``||S(a↓512) - S(b↓512)||_1``, a sum over 3 x 512 x 512 elements.
+  Evidence that the paper means a sum: with λs = 5e-6 a mean (at most 2 for tanh outputs) would
+  give λs L_sketch <= 1e-5, far too small to change training, yet the ablation (Fig. 10) shows a
+  clear effect; as a sum over 786,432 elements, λs L_sketch = 3.9 x (mean |difference|), the
+  size of the other terms. ``reduction="mean"`` is available for experiments.
+* L_color is LPIPS, already a spatial mean; λc = 3.75e3 scales it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Literal
+
+import torch
+import torch.nn as nn
+
+from .perceptual import LPIPSVGG16, blurred_lpips, resize
+
+LAMBDA_SKETCH = 5e-6  # λs of Eq. 3
+LAMBDA_COLOR = 3.75e3  # λc of Eq. 3
+LAMBDA_NOISE = 1e5  # λn of Eq. 4
+SKETCH_SIZE = 512
+COLOR_SIZE = 256
+BLUR_SIZE = 13
+BLUR_SIGMA = 10.0
+
+SKETCH_SCALE_NOTE = """\
+L_sketch with the HED substitute (benchmarks/bench_losses.py --sketch-scale, 512 px): the HED
+sketch is 1 - 2p on 3 channels, so its L1 sum counts the same 3 x 512 x 512 elements as DFE's.
+Measured per image: photo vs a smoothed, recoloured copy (identity kept, texture changed)
+8.5e4 (mean |d| 0.11, λs L 0.43); photo vs a 4 px shift 2.4e5 (λs L 1.2); different faces
+2.8e5-4.6e5 (mean |d| 0.36-0.59, λs L 1.4-2.3). So λs = 5e-6 on the sum gives order-one terms
+with HED too, the size of the adversarial loss. HED's maps are denser and softer than DFE's line
+drawings and respond to texture, so with HED the term also resists the change of rendering
+style; λs stays a parameter (compare λs L_sketch with λc L_color in the training log).
+"""
+
+Reduction = Literal["sum", "mean"]
+
+
+def sketch_loss(sketch_net: nn.Module, real: torch.Tensor, rendering: torch.Tensor,
+                size: int = SKETCH_SIZE, reduction: Reduction = "sum") -> torch.Tensor:
+    """L_sketch of Eq. 1 averaged over the batch (scalar). ``real`` is G_real(w+), ``rendering``
+    G_rendering(w+), both [-1, 1]; S is applied at ``size`` px."""
+    diff = (sketch_net(resize(real, size)) - sketch_net(resize(rendering, size))).abs()
+    per_image = diff.flatten(1).sum(1) if reduction == "sum" else diff.flatten(1).mean(1)
+    return per_image.mean()
+
+
+def color_loss(lpips_net: LPIPSVGG16, real: torch.Tensor, rendering: torch.Tensor,
+               size: int = COLOR_SIZE, blur_size: int = BLUR_SIZE,
+               sigma: float = BLUR_SIGMA) -> torch.Tensor:
+    """L_color of Eq. 2 averaged over the batch (scalar): LPIPS of blurred 256 px images."""
+    return blurred_lpips(lpips_net, real, rendering, size, blur_size, sigma).mean()
+
+
+class IdentityLosses(nn.Module):
+    """λs L_sketch + λc L_color of Eq. 3, with the terms reported separately.
+
+    ``forward(real, rendering) -> (weighted sum, {"sketch": L_sketch, "color": L_color})``.
+    ``.resolved`` gathers the networks used, for the provenance of a training run.
+    """
+
+    def __init__(self, sketch_net: nn.Module, lpips_net: LPIPSVGG16,
+                 lambda_sketch: float = LAMBDA_SKETCH, lambda_color: float = LAMBDA_COLOR,
+                 sketch_reduction: Reduction = "sum", sketch_size: int = SKETCH_SIZE,
+                 color_size: int = COLOR_SIZE):
+        super().__init__()
+        self.sketch_net, self.lpips_net = sketch_net, lpips_net
+        self.lambda_sketch, self.lambda_color = lambda_sketch, lambda_color
+        self.sketch_reduction = sketch_reduction
+        self.sketch_size, self.color_size = sketch_size, color_size
+        self.resolved = list(getattr(sketch_net, "resolved", [])) + list(lpips_net.resolved)
+
+    def forward(self, real: torch.Tensor, rendering: torch.Tensor):
+        terms = {}
+        total = rendering.new_zeros(())
+        if self.lambda_sketch:
+            terms["sketch"] = sketch_loss(self.sketch_net, real, rendering, self.sketch_size,
+                                          self.sketch_reduction)
+            total = total + self.lambda_sketch * terms["sketch"]
+        if self.lambda_color:
+            terms["color"] = color_loss(self.lpips_net, real, rendering, self.color_size)
+            total = total + self.lambda_color * terms["color"]
+        return total, terms
+
+
+# ----------------------------------------------------------------------------- projector noise
+
+def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> torch.Tensor:
+    """L_n of Eq. 4 (StyleGAN2 projector): squared autocorrelation at lag 1 in x and y of every
+    noise map, repeated on 2x average-pooled copies down to 8 px (the 8 px level, or a smaller
+    map's own level, is counted once, as in stylegan2-ada-pytorch's projector)."""
+    loss = None
+    for noise in noise_maps:
+        n = noise if noise.ndim == 4 else noise.view(1, 1, *noise.shape[-2:])
+        while True:
+            term = ((n * torch.roll(n, shifts=1, dims=3)).mean() ** 2
+                    + (n * torch.roll(n, shifts=1, dims=2)).mean() ** 2)
+            loss = term if loss is None else loss + term
+            if n.shape[2] <= 8:
+                break
+            n = torch.nn.functional.avg_pool2d(n, kernel_size=2)
+    if loss is None:
+        raise ValueError("noise_regularization needs at least one noise map")
+    return loss
+
+
+@torch.no_grad()
+def normalize_noise_(noise_maps: Iterable[torch.Tensor]) -> None:
+    """Renormalise each noise map in place to zero mean and unit standard deviation (done after
+    every projector step so the optimiser cannot hide signal in the noise scale)."""
+    for noise in noise_maps:
+        noise.sub_(noise.mean())
+        noise.mul_(noise.square().mean().rsqrt())  # population std, as the StyleGAN2 projector
+
+
+# ----------------------------------------------------------------------------- StyleGAN2-ADA losses
+# L_origin of Eq. 3 (non-saturating logistic loss, R1, path length regularisation) is added here
+# by the fine-tuning issue; IdentityLosses is meant to be summed with its generator term.

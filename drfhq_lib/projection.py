@@ -1,0 +1,223 @@
+"""W+ projection (Sec. 3.3, Eq. 4) and the realism transfer it enables.
+
+The projector follows the official StyleGAN2-ADA projector (learning-rate and latent-noise
+schedules, noise regularisation, noise renormalisation) with two changes the paper makes: the
+latent is W+ (one w per layer, initialised at w_avg) and it runs on a batch of targets with
+independent per-image losses. Every per-image random draw comes from that image's own seeded
+generator, so a batch gives the same latents as projecting the images one at a time.
+
+``enhance`` = project into G_rendering, then render the W+ with G_real using constant noise
+(the optimised noise is not used, as in the paper).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .files import atomic_path
+
+from .losses import normalize_noise_, noise_regularization
+
+# distance(synth, target) -> one loss per image, images in [-1, 1] at the working size
+Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ProjectionParams:
+    """Defaults are the paper's (500 steps, lambda_n = 1e5) and the official projector's."""
+
+    steps: int = 500
+    initial_lr: float = 0.1
+    lr_rampup: float = 0.05  # fraction of the steps
+    lr_rampdown: float = 0.25
+    initial_noise_factor: float = 0.05  # latent noise, times the std of w
+    noise_ramp: float = 0.75
+    noise_weight: float = 1e5  # lambda_n
+    loss_size: int = 256  # images are compared at this size (area down-sampling)
+    w_avg_samples: int = 10_000  # 0: use the generator's tracked w_avg
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Projection:
+    """The result for one batch: W+ latents and the loss each image ended with."""
+
+    ws: torch.Tensor  # [N, num_ws, w_dim]
+    final_loss: list[float]
+    final_distance: list[float]
+    params: ProjectionParams
+    history: list[list[float]] = field(default_factory=list)  # per step, per image distance
+
+
+def learning_rate(step: int, p: ProjectionParams) -> float:
+    """Official schedule: cosine ramp-down over the last ``lr_rampdown``, linear ramp-up."""
+    t = step / p.steps
+    ramp = min(1.0, (1.0 - t) / p.lr_rampdown)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    return p.initial_lr * ramp * min(1.0, t / p.lr_rampup)
+
+
+def latent_noise_scale(step: int, p: ProjectionParams, w_std: float) -> float:
+    t = step / p.steps
+    return w_std * p.initial_noise_factor * max(0.0, 1.0 - t / p.noise_ramp) ** 2
+
+
+@torch.no_grad()
+def w_statistics(G, p: ProjectionParams, device: torch.device) -> tuple[torch.Tensor, float]:
+    """(w_avg [w_dim], w_std) from mapped samples (official: 10 000, seed 123) or tracked w_avg.
+
+    w_std always comes from samples (at least 1 000), since the latent-noise ramp needs it.
+    """
+    n = max(p.w_avg_samples, 1000)
+    z = torch.from_numpy(np.random.RandomState(123).randn(n, G.z_dim))
+    w = torch.cat([G.mapping(chunk.to(device, torch.float32), None)[:, 0]
+                   for chunk in z.split(1000)])
+    w_avg = w.mean(0) if p.w_avg_samples else G.mapping.w_avg.to(device, torch.float32)
+    w_std = ((w - w_avg).square().sum() / n).sqrt().item()
+    return w_avg, w_std
+
+
+def noise_buffer_names(G) -> list[str]:
+    return [name for name, _ in G.synthesis.named_buffers() if name.endswith("noise_const")]
+
+
+@contextmanager
+def per_image_noise(G, noise: dict[str, torch.Tensor]) -> Iterator[None]:
+    """Temporarily replace each layer's constant noise by a per-image ``[N, 1, H, W]`` map.
+
+    The synthesis layers add ``noise_const * noise_strength`` to ``[N, C, H, W]`` features, so a
+    batch of maps broadcasts per image; the buffers are restored afterwards.
+    """
+    modules = dict(G.synthesis.named_modules())
+    saved = {}
+    try:
+        for name, value in noise.items():
+            owner, attr = name.rsplit(".", 1)
+            module = modules[owner]
+            saved[name] = module._buffers[attr]
+            module._buffers[attr] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            owner, attr = name.rsplit(".", 1)
+            modules[owner]._buffers[attr] = value
+
+
+def _downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(images, size=(size, size), mode="area") if images.shape[-1] > size else images
+
+
+def _per_image_randn(generators: list[torch.Generator], shape: tuple[int, ...],
+                     device: torch.device) -> torch.Tensor:
+    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
+
+
+def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionParams = ProjectionParams(),
+            seeds: list[int] | None = None, progress: bool = True,
+            w_stats: tuple[torch.Tensor, float] | None = None) -> Projection:
+    """Find W+ (and noise) so that ``G.synthesis(W+)`` matches each target (Eq. 4).
+
+    ``targets``: ``[N, 3, R, R]`` in [-1, 1] at the generator's resolution. ``seeds[i]`` seeds
+    image i's latent noise and initial noise maps (default: ``params.seed + i``).
+    """
+    n, device = targets.shape[0], targets.device
+    if targets.shape[1:] != (3, G.img_resolution, G.img_resolution):
+        raise ValueError(f"targets must be [N, 3, {G.img_resolution}, {G.img_resolution}], "
+                         f"got {tuple(targets.shape)}")
+    seeds = seeds if seeds is not None else [params.seed + i for i in range(n)]
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    w_avg, w_std = w_stats if w_stats is not None else w_statistics(G, params, device)
+
+    ws = w_avg.detach().reshape(1, 1, -1).repeat(n, G.num_ws, 1).requires_grad_(True)
+    shapes = {name: buf.shape[-2:] for name, buf in G.synthesis.named_buffers()
+              if name.endswith("noise_const")}
+    noise = {name: _per_image_randn(gens, (1, *hw), device).requires_grad_(True)
+             for name, hw in shapes.items()}
+    optimizer = torch.optim.Adam([ws, *noise.values()], betas=(0.9, 0.999), lr=params.initial_lr)
+    target_small = _downsample(targets.float(), params.loss_size)
+
+    history = []
+    bar = tqdm(range(params.steps), desc=f"projecting {n}", disable=not progress, leave=False)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, params)
+        w_noise = _per_image_randn(gens, tuple(ws.shape[1:]), device)
+        with per_image_noise(G, noise):
+            synth = G.synthesis(ws + w_noise * latent_noise_scale(step, params, w_std),
+                                noise_mode="const")
+        dist = distance(_downsample(synth, params.loss_size), target_small).reshape(n)
+        reg = torch.stack([noise_regularization([m[i:i + 1] for m in noise.values()])
+                           for i in range(n)])
+        loss = dist + params.noise_weight * reg
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        normalize_noise_(m[i] for m in noise.values() for i in range(n))
+        history.append(dist.detach().cpu().tolist())
+        bar.set_postfix(dist=f"{dist.mean().item():.4f}")
+    return Projection(ws.detach(), (dist + params.noise_weight * reg).detach().cpu().tolist(),
+                      dist.detach().cpu().tolist(), params, history)
+
+
+@torch.no_grad()
+def render(G, ws: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """G(W+) with the generator's constant noise: how G_real shows a projected latent."""
+    return torch.cat([G.synthesis(chunk, noise_mode="const") for chunk in ws.split(batch)])
+
+
+def save_latent(path, ws: torch.Tensor, final_loss: float, final_distance: float,
+                params: ProjectionParams, **extra) -> None:
+    """One image's projection as ``.npz`` (W+, final loss, parameters), written atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, ws=ws.detach().cpu().numpy().astype(np.float32),
+                     final_loss=np.float64(final_loss), final_distance=np.float64(final_distance),
+                     steps=np.int64(params.steps),
+                     params=np.array(json.dumps(params.as_dict())),
+                     extra=np.array(json.dumps(extra, default=str)))
+
+
+def load_latent(path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {"ws": torch.from_numpy(data["ws"]), "final_loss": float(data["final_loss"]),
+                "final_distance": float(data["final_distance"]), "steps": int(data["steps"]),
+                "params": json.loads(str(data["params"])), "extra": json.loads(str(data["extra"]))}
+
+
+def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Distance,
+                     params: ProjectionParams = ProjectionParams(), batch: int = 8,
+                     progress: bool = True) -> dict[str, Path]:
+    """Project named targets (``[3, R, R]`` each) in batches into ``out_dir/<name>.npz``.
+
+    Each latent is saved as soon as its batch finishes; names whose file exists are skipped,
+    so an interrupted run resumes where it stopped.
+    """
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / f"{name}.npz" for name in targets}
+    todo = [name for name in targets if not paths[name].exists()]
+    w_stats = None
+    names_order = list(targets)
+    for start in tqdm(range(0, len(todo), batch), desc="batches", disable=not progress or not todo):
+        names = todo[start:start + batch]
+        device = targets[names[0]].device
+        w_stats = w_stats or w_statistics(G, params, device)
+        seeds = [params.seed + names_order.index(name) for name in names]
+        result = project(G, torch.stack([targets[k] for k in names]), distance, params, seeds,
+                         progress, w_stats)
+        for i, name in enumerate(names):
+            save_latent(paths[name], result.ws[i], result.final_loss[i],
+                        result.final_distance[i], params, seed=seeds[i])
+    return paths
