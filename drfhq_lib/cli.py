@@ -15,6 +15,10 @@ from .errors import DrfhqError
 COMMAND_MODULES = [
     "drfhq_lib.weights",
     "drfhq_lib.notebooks",
+    "drfhq_lib.align",
+    "drfhq_lib.dataset",
+    "drfhq_lib.finetune",
+    "drfhq_lib.enhance",
 ]
 
 
