@@ -47,12 +47,11 @@ def bias_act(x, b=None, act="linear", gain=None, clamp=None):
     """
     func, default_gain = ACTIVATIONS[act]
     gain = default_gain if gain is None else float(gain)
-    fresh = b is not None
-    if fresh:
+    no_grad = not torch.is_grad_enabled()
+    if b is not None:
         x = x + b.reshape([1, -1] + [1] * (x.ndim - 2))
-    inplace = fresh and not torch.is_grad_enabled()
-    x = func(x, inplace)
-    inplace = inplace or (act != "linear" and not torch.is_grad_enabled())
+    x = func(x, b is not None and no_grad)
+    inplace = no_grad and (b is not None or act != "linear")  # x is a tensor of our own
     if gain != 1:
         x = x.mul_(gain) if inplace else x * gain
     if clamp is not None:
@@ -171,11 +170,11 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, padding=0, resample_fi
     """StyleGAN2 weight (de)modulation followed by conv2d_resample, then + noise.
 
     fused_modconv=True folds the per-sample styles into the weights and runs one grouped
-    convolution (fast for inference); False scales the activations instead, sharing one weight
-    across the batch (what training uses). Both give the official numbers of each path.
+    convolution; False scales the activations instead, so the batch shares one weight (what
+    official training uses). Each path reproduces the official arithmetic of that path.
     """
     n = x.shape[0]
-    out_ch, in_ch, kh, kw = weight.shape
+    _, in_ch, kh, kw = weight.shape
     assert_shape(x, [n, in_ch, None, None], "modulated_conv2d input")
     assert_shape(styles, [n, in_ch], "modulated_conv2d styles")
 
@@ -189,20 +188,30 @@ def modulated_conv2d(x, weight, styles, noise=None, up=1, padding=0, resample_fi
         w = weight.unsqueeze(0) * styles.reshape(n, 1, -1, 1, 1)  # [N, O, I, k, k]
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-
-    if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, padding=padding)
-        if demodulate and noise is not None:
-            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(n, -1, 1, 1))
+    resample = dict(f=resample_filter, up=up, padding=padding)
+    if fused_modconv:
         if demodulate:
-            return x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
-        return x if noise is None else x + noise.to(x.dtype)
+            w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+        return _grouped_conv(x, w, noise, resample)
+    return _shared_weight_conv(x, weight, styles, dcoefs, noise, resample)
 
-    if demodulate:
-        w = w * dcoefs.reshape(n, -1, 1, 1, 1)
+
+def _grouped_conv(x, w, noise, resample):
+    """One convolution with groups=N over per-sample weights w [N, O, I, k, k]."""
+    n, out_ch, in_ch, kh, kw = w.shape
     x = x.reshape(1, n * in_ch, *x.shape[2:])
     w = w.reshape(n * out_ch, in_ch, kh, kw).to(x.dtype)
-    x = conv2d_resample(x, w, f=resample_filter, up=up, padding=padding, groups=n)
+    x = conv2d_resample(x, w, groups=n, **resample)
     x = x.reshape(n, out_ch, *x.shape[2:])
     return x if noise is None else x.add_(noise.to(x.dtype))
+
+
+def _shared_weight_conv(x, weight, styles, dcoefs, noise, resample):
+    """Scale the input by the styles, convolve with the shared weight, then demodulate."""
+    n = x.shape[0]
+    x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
+    x = conv2d_resample(x, weight.to(x.dtype), **resample)
+    if dcoefs is None:
+        return x if noise is None else x + noise.to(x.dtype)
+    dcoefs = dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
+    return x * dcoefs if noise is None else torch.addcmul(noise.to(x.dtype), x, dcoefs)
