@@ -86,7 +86,8 @@ def test_upfirdn2d_matches_textbook_loops(up, down, pad):
 
 def test_resample_filter_and_dc_gain():
     f = ops.setup_filter([1, 3, 3, 1])
-    assert torch.equal(f, torch.outer(torch.tensor([1., 3, 3, 1]), torch.tensor([1., 3, 3, 1])) / 64)
+    taps = torch.tensor([1., 3, 3, 1])
+    assert torch.equal(f, torch.outer(taps, taps) / 64)
     flat = torch.full([1, 2, 8, 8], 0.7)
     assert ops.upsample2d(flat, f).shape == (1, 2, 16, 16)
     inner = ops.upsample2d(flat, f)[..., 2:-2, 2:-2]  # away from the zero padding

@@ -116,7 +116,8 @@ def _sniff(path):
 
 
 def _few(names, limit=5):
-    return ", ".join(names[:limit]) + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def _build(path, name, cls, args, kwargs):
