@@ -1,6 +1,6 @@
 """Losses of the paper: L_sketch (Eq. 1) and L_color (Eq. 2) of the identity-consistent
 fine-tuning (Eq. 3), the noise regularisation L_n of the projector (Eq. 4) and its noise
-renormalisation. The StyleGAN2-ADA losses (L_origin of Eq. 3) go at the end of this module.
+renormalisation. The StyleGAN2-ADA losses (L_origin of Eq. 3) are in ``finetune/objective.py``.
 
 Reductions. Both identity losses are computed per image and averaged over the batch, as the
 StyleGAN2-ADA generator loss is. Within an image:
@@ -121,6 +121,5 @@ def normalize_noise_(noise_maps: Iterable[torch.Tensor]) -> None:
         noise.mul_(noise.square().mean().rsqrt())  # population std, as the StyleGAN2 projector
 
 
-# ----------------------------------------------------------------------------- StyleGAN2-ADA losses
-# L_origin of Eq. 3 (non-saturating logistic loss, R1, path length regularisation) is added here
-# by the fine-tuning issue; IdentityLosses is meant to be summed with its generator term.
+# L_origin of Eq. 3 (non-saturating logistic loss, R1, path length regularisation) lives in
+# finetune/objective.py, which adds sketch_loss and color_loss to its generator term.
