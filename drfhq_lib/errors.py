@@ -17,12 +17,13 @@ class ChecksumError(DrfhqError):
     """A file's sha256 differs from the published one."""
 
 
-class UnsafeCheckpointError(DrfhqError):
-    """A checkpoint asks to run code or reference objects outside the allow-list."""
-
-
 class CheckpointFormatError(DrfhqError):
     """A checkpoint is truncated, of an unknown format, or of another architecture."""
+
+
+class UnsafeCheckpointError(CheckpointFormatError):
+    """A checkpoint asks to run code or reference objects outside the allow-list (a kind of
+    unreadable checkpoint: callers that refuse bad files catch CheckpointFormatError)."""
 
 
 class BadImageError(DrfhqError):

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import landmarks, weights
-from .errors import CheckpointFormatError, NoFaceError
+from .errors import NoFaceError
 from .images import tensor_to_uint8
 from .weights import Prefer, Resolved
 
@@ -163,19 +163,8 @@ class BiSeNet(nn.Module):
 
 
 def load_bisenet(path: str | Path, device: torch.device | str = "cpu") -> BiSeNet:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointFormatError(f"{path}: not loadable as a weights-only torch state dict "
-                                    f"({str(err)[:300]})") from err
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    net = BiSeNet(len(CLASSES))
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointFormatError(f"{path}: not zllrunning's 19-class BiSeNet "
-                                    f"(79999_iter.pth): {str(err)[:400]}") from err
-    return net.eval().requires_grad_(False).to(device)
+    return weights.load_strict(BiSeNet(len(CLASSES)), weights.read_torch_state(path), path,
+                               "zllrunning's 19-class BiSeNet (79999_iter.pth)", device)
 
 
 @torch.no_grad()

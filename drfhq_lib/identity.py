@@ -27,7 +27,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import landmarks, weights
-from .errors import CheckpointFormatError
 from .images import tensor_to_uint8
 from .weights import Prefer, Resolved
 
@@ -81,21 +80,8 @@ class IR101(nn.Module):
 def load_curricularface(path: str | Path, device: torch.device | str = "cpu") -> IR101:
     """IR-101 from ``CurricularFace_Backbone.pth`` (a plain state dict; DataParallel's
     ``module.`` prefix is accepted)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointFormatError(f"{path}: not loadable as a weights-only torch state dict "
-                                    f"({str(err)[:300]})") from err
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    net = IR101()
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointFormatError(f"{path}: not CurricularFace's IR-101 backbone: "
-                                    f"{str(err)[:400]}") from err
-    return net.eval().requires_grad_(False).to(device)
+    return weights.load_strict(IR101(), weights.read_torch_state(path), path,
+                               "CurricularFace's IR-101 backbone", device)
 
 
 # ----------------------------------------------------------------------------- alignment

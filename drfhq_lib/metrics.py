@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 from torch_fidelity import GenerativeModelBase
 
 from . import weights
-from .errors import BadImageError, CheckpointFormatError, DrfhqError
+from .errors import BadImageError, DrfhqError
 from .files import atomic_path
 from .identity import DlibEmbedder, FaceEmbedder, IdentityResult, build_embedder, cosine
 from .perceptual import LPIPSVGG16
@@ -198,13 +198,8 @@ class ImageFiles(Dataset):
 
 def _sanitized_copy(path: Path, folder: Path) -> Path:
     """A copy of a torch state dict that went through the weights-only loader."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointFormatError(f"{path}: refused by the weights-only loader "
-                                    f"({str(err)[:300]}); fetch the file again") from err
     copy = folder / path.name
-    torch.save(state, copy)
+    torch.save(weights.read_torch_state(path), copy)
     return copy
 
 

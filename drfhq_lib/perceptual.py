@@ -119,20 +119,9 @@ class LPIPSVGG16(nn.Module):
         return self.net(x, y).flatten()
 
 
-def _torch_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle with code, ...: all refused the same way
-        raise CheckpointFormatError(f"{path}: not loadable as a weights-only torch state dict "
-                                    f"({str(err)[:300]}); fetch the file again") from err
-    if not isinstance(state, dict):
-        raise CheckpointFormatError(f"{path}: expected a state dict, got {type(state).__name__}")
-    return state
-
-
 def vgg16_trunk_from_torchvision(path: str | Path) -> dict[str, torch.Tensor]:
     """lpips trunk parameters (``net.slice<k>.<i>.weight``) from torchvision's vgg16 state dict."""
-    state, out = _torch_state(Path(path)), {}
+    state, out = weights.read_torch_state(path), {}
     for i in VGG16_CONVS:
         for p in ("weight", "bias"):
             key = f"features.{i}.{p}"
@@ -154,7 +143,7 @@ def vgg16_trunk_from_hed(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def lpips_heads(path: str | Path) -> dict[str, torch.Tensor]:
-    state = _torch_state(Path(path))
+    state = weights.read_torch_state(path)
     heads = {f"lin{i}.model.1.weight": state.get(f"lin{i}.model.1.weight") for i in range(5)}
     if any(v is None for v in heads.values()):
         raise CheckpointFormatError(f"{path}: not lpips' v0.1 vgg.pth (lin0..lin4 missing)")

@@ -90,16 +90,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """A Jittor ``.pkl`` or a converted torch ``.pth`` as a tensor state dict, loaded safely."""
     path = Path(path)
     if zipfile.is_zipfile(path):  # torch's own format (e.g. a pkl converted with torch.save)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise UnsafeCheckpointError(
-                f"{path}: refused by torch's weights-only loader ({str(err)[:300]})") from None
-        except Exception as err:
-            raise CheckpointFormatError(f"{path}: unreadable torch file ({str(err)[:300]}); "
-                                        "download it again") from err
-        if not isinstance(state, dict):
-            raise CheckpointFormatError(f"{path}: expected a state dict, got {type(state)}")
+        state = weights.read_torch_state(path)
         return {k: torch.as_tensor(v) for k, v in state.items()}
     arrays = read_array_pickle(path)
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from .errors import ChecksumError, DrfhqError, MissingWeightsError
+from .errors import (CheckpointFormatError, ChecksumError, DrfhqError, MissingWeightsError,
+                     UnsafeCheckpointError)
 from .files import atomic_path, sha256_file
 
 WEIGHTS_ENV = "DRFHQ_WEIGHTS"
@@ -339,6 +340,42 @@ def status_rows() -> list[dict]:
                          "found": f"needs {get(missing).filename} ({_how_to_get(get(missing))})",
                          "sha256": "-"})
     return rows
+
+
+# ----------------------------------------------------------------------------- reading files
+
+def read_torch_state(path: str | os.PathLike) -> dict:
+    """A torch state dict read with the weights-only loader, so a file can never run code.
+
+    Unwraps ``{"state_dict": ...}`` and DataParallel's ``module.`` prefix, as released
+    checkpoints (BiSeNet, CurricularFace, ...) come in either form.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UnsafeCheckpointError(f"{path}: refused by torch's weights-only loader "
+                                    f"({str(err)[:300]})") from None
+    except Exception as err:  # truncated zip, not a torch file, ...
+        raise CheckpointFormatError(f"{path}: not loadable as a weights-only torch state dict "
+                                    f"({str(err)[:300]}); fetch the file again") from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointFormatError(f"{path}: expected a state dict, got {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_strict(net, state: dict, path: str | os.PathLike, what: str, device="cpu"):
+    """``net`` with every parameter from ``state`` (no missing or extra names), frozen."""
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointFormatError(f"{path}: not {what}: {str(err)[:400]}") from err
+    return net.eval().requires_grad_(False).to(device)
 
 
 # ----------------------------------------------------------------------------- download
