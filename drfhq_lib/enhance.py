@@ -11,7 +11,6 @@ never stops the batch.
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from . import composite, faceparse, weights
 from .align import Alignment, align_face, paste_back
+from .dataset import Manifest
 from .errors import DrfhqError
 from .files import atomic_path
 from .images import list_images, load_image, pil_to_tensor, tensor_to_pil
@@ -110,18 +110,11 @@ def _save_png(image: Image.Image, path: Path) -> None:
         image.save(tmp, format="PNG")
 
 
-def _read_manifest(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    with open(path, newline="") as f:
-        return {row["input"]: row for row in csv.DictReader(f)}
-
-
-def _write_manifest(path: Path, rows: dict[str, dict]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows.values())
+def _row(path: Path, status: str, start: float | None = None, reason: str = "",
+         final_lpips: str = "", output: str = "") -> dict:
+    seconds = f"{time.perf_counter() - start:.2f}" if start is not None else ""
+    return {"input": str(path), "status": status, "reason": reason, "seconds": seconds,
+            "final_lpips": final_lpips, "output": output}
 
 
 def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
@@ -133,30 +126,39 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
     """Run the whole pipeline on ``inputs``; returns the manifest rows by input path."""
     device = torch.device(device)
     out_dir = Path(out_dir)
-    manifest_path = out_dir / "manifest.csv"
-    rows = _read_manifest(manifest_path)
-    resolution = nets.G_rendering.img_resolution
-    size = size or resolution
-    warning = "" if nets.trained else "UNTRAINED networks: not a result"
+    with Manifest(out_dir / "manifest.csv", MANIFEST_FIELDS, key="input") as manifest:
+        todo = _aligned_inputs(inputs, out_dir, size or nets.G_rendering.img_resolution,
+                               overwrite, manifest)
+        if todo:
+            _enhance_aligned(todo, out_dir, nets, params, batch, size, prefer, composite_params,
+                             device, progress, manifest)
+        return dict(manifest.rows)
 
-    todo: dict[str, tuple[Path, Alignment, float]] = {}
+
+def _aligned_inputs(inputs, out_dir: Path, size: int, overwrite: bool, manifest: Manifest
+                    ) -> dict[str, tuple[Path, Alignment, float]]:
+    """Align every input that has no output yet; failures go straight to the manifest."""
+    todo = {}
     for path in map(Path, inputs):
         final = out_dir / f"{path.stem}.png"
         if final.exists() and not overwrite:
-            rows.setdefault(str(path), {"input": str(path), "status": "exists", "reason": "",
-                                        "seconds": "", "final_lpips": "", "output": str(final)})
+            if manifest.get(str(path)) is None:
+                manifest.add(_row(path, "exists", output=str(final)))
             continue
         start = time.perf_counter()
         try:
             todo[path.stem] = (path, align_face(path, size=size), start)
         except (DrfhqError, OSError, ValueError) as err:
-            rows[str(path)] = {"input": str(path), "status": "failed", "reason": str(err),
-                               "seconds": f"{time.perf_counter() - start:.2f}",
-                               "final_lpips": "", "output": ""}
-    _write_manifest(manifest_path, rows)
-    if not todo:
-        return rows
+            manifest.add(_row(path, "failed", start, str(err)))
+    return todo
 
+
+def _enhance_aligned(todo, out_dir: Path, nets: Networks, params: ProjectionParams, batch: int,
+                     size: int | None, prefer: str, composite_params: CompositeParams,
+                     device: torch.device, progress: bool, manifest: Manifest) -> None:
+    resolution = nets.G_rendering.img_resolution
+    size = size or resolution
+    warning = "" if nets.trained else "UNTRAINED networks: not a result"
     lpips = build_lpips(prefer, device)
     targets = {name: resize(pil_to_tensor(a.image, device), resolution)[0]
                for name, (_, a, _) in todo.items()}
@@ -178,16 +180,10 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
                       *tensor_to_pil(result), final]
             _save_png(comparison_strip(panels, max(256, min(size, 512)), warning),
                       out_dir / "compare" / f"{name}.png")
-            rows[str(path)] = {"input": str(path), "status": "ok", "reason": "",
-                               "seconds": f"{time.perf_counter() - start:.2f}",
-                               "final_lpips": f"{latent['final_distance']:.4f}",
-                               "output": str(out_dir / f"{name}.png")}
+            manifest.add(_row(path, "ok", start, final_lpips=f"{latent['final_distance']:.4f}",
+                              output=str(out_dir / f"{name}.png")))
         except (DrfhqError, OSError, ValueError, RuntimeError) as err:
-            rows[str(path)] = {"input": str(path), "status": "failed", "reason": str(err),
-                               "seconds": f"{time.perf_counter() - start:.2f}",
-                               "final_lpips": "", "output": ""}
-        _write_manifest(manifest_path, rows)
-    return rows
+            manifest.add(_row(path, "failed", start, str(err)))
 
 
 def expand_inputs(items: list[str]) -> list[Path]:

@@ -1,0 +1,65 @@
+"""The enhance pipeline end to end on a bundled render, with small untrained networks."""
+
+import csv
+
+import pytest
+from PIL import Image
+
+from drfhq_lib import enhance
+from drfhq_lib.projection import ProjectionParams
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("enhance")
+    bad = out.parent / "not_an_image.png"
+    bad.write_text("hello")
+    render = enhance.SAMPLES / "kenji_portrait.png"
+    nets = enhance.load_generators(None, None, "cpu", allow_untrained=True, untrained_size=32)
+    params = ProjectionParams(steps=2, w_avg_samples=1000)
+    rows = enhance.enhance_files([render, bad], out, nets, params, batch=2, progress=False)
+    return out, render, bad, nets, params, rows
+
+
+def _manifest(out):
+    with open(out / "manifest.csv", newline="") as f:
+        return {row["input"]: row for row in csv.DictReader(f)}
+
+
+def test_writes_composite_comparison_latent_and_manifest(run):
+    out, render, bad, _, _, rows = run
+    final = Image.open(out / "kenji_portrait.png")
+    assert final.size == Image.open(render).size  # pasted back into the full render
+    assert (out / "compare" / "kenji_portrait.png").exists()
+    assert (out / "latents" / "kenji_portrait.npz").exists()
+    manifest = _manifest(out)
+    assert manifest[str(render)]["status"] == "ok"
+    assert float(manifest[str(render)]["final_lpips"]) > 0
+    assert rows == manifest
+
+
+def test_a_bad_input_is_reported_and_does_not_stop_the_batch(run):
+    out, _, bad, _, _, _ = run
+    row = _manifest(out)[str(bad)]
+    assert row["status"] == "failed" and "not_an_image.png" in row["reason"]
+
+
+def test_rerun_skips_finished_outputs(run):
+    out, render, _, nets, params, _ = run
+    stamp = (out / "kenji_portrait.png").stat().st_mtime_ns
+    rows = enhance.enhance_files([render], out, nets, params, progress=False)
+    assert (out / "kenji_portrait.png").stat().st_mtime_ns == stamp
+    assert rows[str(render)]["status"] == "ok"  # the earlier row is kept
+
+
+def test_untrained_stand_ins_are_labelled(run):
+    nets = run[3]
+    assert not nets.trained and "UNTRAINED" in nets.real_label
+    assert nets.resolved[0].label == "stylegan2-untrained-small"
+
+
+def test_official_generator_is_required_outside_the_demo(empty_weights):
+    from drfhq_lib.errors import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="ffhq.pkl"):
+        enhance.load_generators(None, "rendering.safetensors", "cpu")
