@@ -72,18 +72,61 @@ def face_mask_aligned(result: torch.Tensor, alignment: Alignment, prefer: str
     return torch.from_numpy(faceparse.landmark_mask(lm, size, size))[None, None].float(), r
 
 
-def composite_into_original(result: torch.Tensor, original: Image.Image, alignment: Alignment,
-                            mask: torch.Tensor, params: CompositeParams) -> Image.Image:
-    """Eq. 5 in the original image's coordinates: warp result and mask back, soften, blend."""
+def composite_steps(result: torch.Tensor, original: Image.Image, alignment: Alignment,
+                    mask: torch.Tensor, params: CompositeParams) -> dict[str, torch.Tensor]:
+    """Eq. 5 in the original image's coordinates, every step kept (Fig. 17): the result and
+    its face mask warped back, the mask eroded, then blurred, and the blend. Images [1, 3, H, W]
+    in [-1, 1], masks [1, 1, H, W] in [0, 1], all at the original image's size."""
     warped, square = paste_back(result, original, alignment, None, return_mask=True)
     _, face = paste_back(result, original, alignment, mask[0, 0].cpu(), return_mask=True)
     erode_px, sigma = _scaled(params, alignment)
-    m = composite.soften(torch.from_numpy(face * square)[None, None], erode_px, sigma)
+    mask_warped = torch.from_numpy(face * square)[None, None]
+    mask_eroded = composite.erode(mask_warped, erode_px)
+    mask_soft = composite.feather(mask_eroded, sigma)
     x = pil_to_tensor(original)
     x_res = pil_to_tensor(warped)
     if params.colour_match:
-        x_res = composite.match_colour(x_res, x, m, params.colour_match)
-    return tensor_to_pil(composite.blend(x_res, x, m))[0]
+        x_res = composite.match_colour(x_res, x, mask_soft, params.colour_match)
+    return {"original": x, "warped": x_res, "mask_warped": mask_warped,
+            "mask_eroded": mask_eroded, "mask_soft": mask_soft,
+            "final": composite.blend(x_res, x, mask_soft)}
+
+
+def composite_into_original(result: torch.Tensor, original: Image.Image, alignment: Alignment,
+                            mask: torch.Tensor, params: CompositeParams) -> Image.Image:
+    """Eq. 5 in the original image's coordinates: warp result and mask back, soften, blend."""
+    return tensor_to_pil(composite_steps(result, original, alignment, mask, params)["final"])[0]
+
+
+def postprocess_steps(path: Path, latent_file: Path, nets: Networks, size: int | None = None,
+                      prefer: str = "auto", params: CompositeParams = CompositeParams(),
+                      device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Fig. 17 for one enhanced input: its projected latent rendered by G_real, the aligned
+    result and mask, then every step of ``composite_steps``."""
+    size = size or nets.G_real.img_resolution
+    alignment = align_face(path, size=size)
+    ws = load_latent(latent_file)["ws"][None].to(device)
+    result = resize(render(nets.G_real, ws), size)
+    mask, _ = face_mask_aligned(result, alignment, prefer)
+    steps = composite_steps(result, load_image(path), alignment, mask, params)
+    return {"aligned_input": pil_to_tensor(alignment.image), "result": result.cpu(),
+            "mask": mask.cpu(), **steps}
+
+
+def gallery(out_dir: Path, names: list[str] | None = None) -> Image.Image:
+    """The comparison strips of an enhance run stacked into one picture (Fig. 1/4 layout)."""
+    files = [Path(out_dir) / "compare" / f"{n}.png" for n in names] if names else \
+        sorted((Path(out_dir) / "compare").glob("*.png"))
+    if not files:
+        raise DrfhqError(f"{out_dir}: no comparison strips; run enhance first")
+    strips = [Image.open(f).convert("RGB") for f in files]
+    canvas = Image.new("RGB", (max(s.width for s in strips), sum(s.height for s in strips)),
+                       (255, 255, 255))
+    y = 0
+    for strip in strips:
+        canvas.paste(strip, (0, y))
+        y += strip.height
+    return canvas
 
 
 def _stamp(image: Image.Image, text: str) -> Image.Image:
@@ -209,8 +252,16 @@ def untrained_generator(resolution: int, device, seed: int = 0) -> torch.nn.Modu
 
 
 def _generator_from_file(path: str | Path, device) -> torch.nn.Module:
+    """G_ema (else G) of a network file, or of the newest snapshot of a fine-tuning run folder."""
     from .networks import load_network
 
+    if Path(path).is_dir():
+        from .finetune import latest_snapshot
+
+        snapshot = latest_snapshot(path)
+        if snapshot is None:
+            raise DrfhqError(f"{path}: no complete fine-tuning snapshot in this folder")
+        path = snapshot.network_file
     nets = load_network(path, device=device)
     G = nets.get("G_ema") or nets.get("G")
     if G is None:
@@ -305,7 +356,9 @@ def _demo_cli(args) -> int:
 def _common_arguments(p, out_default: str | None) -> None:
     p.add_argument("--out", type=Path, required=out_default is None, default=out_default)
     p.add_argument("--steps", type=int, default=None, help="projection steps (paper: 500)")
-    p.add_argument("--batch", type=int, default=8, help="portraits projected together")
+    p.add_argument("--batch", type=int, default=8 if torch.cuda.is_available() else 1,
+                   help="portraits projected together (default 8 on CUDA; 1 on CPU, where "
+                        "batching does not pay: benchmarks/bench_projection.py)")
     p.add_argument("--size", type=int, default=None,
                    help="working resolution of alignment (default: the generator's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -324,7 +377,8 @@ def add_cli(subparsers) -> None:
     p = subparsers.add_parser("enhance", help="rendered portraits -> photo-real, pasted back")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--real", default=None, help="G_real network file (default: official FFHQ)")
-    p.add_argument("--rendering", required=True, help="G_rendering network file (finetune)")
+    p.add_argument("--rendering", required=True,
+                   help="G_rendering: a network file or a `drfhq finetune` run folder")
     _common_arguments(p, None)
     p.set_defaults(func=_enhance_cli)
     p = subparsers.add_parser("demo", help="enhance the bundled sample renders")
@@ -332,3 +386,18 @@ def add_cli(subparsers) -> None:
     p.add_argument("--limit", type=int, default=3, help="how many sample portraits")
     _common_arguments(p, "out/demo")
     p.set_defaults(func=_demo_cli)
+
+
+def mask_statistics(steps: dict[str, torch.Tensor]) -> dict[str, float]:
+    """How much of the original image each mask of ``composite_steps`` covers (pixel sums),
+    and how far the final composite departs from the original inside and outside the mask."""
+    soft = steps["mask_soft"]
+    change = (steps["final"] - steps["original"]).abs().mean(dim=1, keepdim=True)
+    inside = soft > 0.5
+    return {
+        "pixels_mask_warped": float(steps["mask_warped"].sum()),
+        "pixels_mask_eroded": float(steps["mask_eroded"].sum()),
+        "pixels_mask_soft": float(soft.sum()),
+        "mean_change_inside": float(change[inside].mean()) if inside.any() else 0.0,
+        "max_change_outside": float(change[soft == 0].max()) if (soft == 0).any() else 0.0,
+    }

@@ -44,13 +44,18 @@ style; λs stays a parameter (compare λs L_sketch with λc L_color in the train
 Reduction = Literal["sum", "mean"]
 
 
+def sketch_distance(sketch_net: nn.Module, a: torch.Tensor, b: torch.Tensor,
+                    size: int = SKETCH_SIZE, reduction: Reduction = "sum") -> torch.Tensor:
+    """||S(a↓size) - S(b↓size)||_1 per image, [N]; images in [-1, 1]."""
+    diff = (sketch_net(resize(a, size)) - sketch_net(resize(b, size))).abs()
+    return diff.flatten(1).sum(1) if reduction == "sum" else diff.flatten(1).mean(1)
+
+
 def sketch_loss(sketch_net: nn.Module, real: torch.Tensor, rendering: torch.Tensor,
                 size: int = SKETCH_SIZE, reduction: Reduction = "sum") -> torch.Tensor:
     """L_sketch of Eq. 1 averaged over the batch (scalar). ``real`` is G_real(w+), ``rendering``
     G_rendering(w+), both [-1, 1]; S is applied at ``size`` px."""
-    diff = (sketch_net(resize(real, size)) - sketch_net(resize(rendering, size))).abs()
-    per_image = diff.flatten(1).sum(1) if reduction == "sum" else diff.flatten(1).mean(1)
-    return per_image.mean()
+    return sketch_distance(sketch_net, real, rendering, size, reduction).mean()
 
 
 def color_loss(lpips_net: LPIPSVGG16, real: torch.Tensor, rendering: torch.Tensor,

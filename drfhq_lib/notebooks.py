@@ -3,7 +3,8 @@
 Every notebook in ``notebooks/`` has a papermill ``parameters`` cell whose defaults are the full
 reproduction, and ``notebooks/ci/<stem>.yaml`` with the small CPU parameters CI uses. Each
 notebook takes ``figures_dir`` and ``results_dir`` parameters and writes its artefacts there,
-each with a provenance sidecar.
+each with a provenance sidecar; notebooks that run long jobs keep their working files in
+``work_dir`` (under ``out/``, not committed).
 """
 
 from __future__ import annotations

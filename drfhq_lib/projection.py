@@ -7,7 +7,10 @@ independent per-image losses. Every per-image random draw comes from that image'
 generator, so a batch gives the same latents as projecting the images one at a time.
 
 ``enhance`` = project into G_rendering, then render the W+ with G_real using constant noise
-(the optimised noise is not used, as in the paper).
+(the optimised noise is not used, as in the paper). The baselines of the figures use the same
+projector: ``project(G_real, ...)`` is Fig. 7's "latent code optimisation", and
+``project(G_real, ..., guide=identity_guide(...))`` Fig. 11's projection guided by L_sketch and
+L_color.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from tqdm.auto import tqdm
 
 from .files import atomic_path
 
-from .losses import normalize_noise_, noise_regularization
+from .losses import (LAMBDA_COLOR, LAMBDA_SKETCH, noise_regularization, normalize_noise_,
+                     sketch_distance)
+from .perceptual import blurred_lpips
 
 # distance(synth, target) -> one loss per image, images in [-1, 1] at the working size
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# guide(synth, target) -> an extra loss per image, images at the generator's resolution
+Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -127,11 +134,13 @@ def _per_image_randn(generators: list[torch.Generator], shape: tuple[int, ...],
 
 def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionParams = ProjectionParams(),
             seeds: list[int] | None = None, progress: bool = True,
-            w_stats: tuple[torch.Tensor, float] | None = None) -> Projection:
+            w_stats: tuple[torch.Tensor, float] | None = None,
+            guide: Guide | None = None) -> Projection:
     """Find W+ (and noise) so that ``G.synthesis(W+)`` matches each target (Eq. 4).
 
     ``targets``: ``[N, 3, R, R]`` in [-1, 1] at the generator's resolution. ``seeds[i]`` seeds
-    image i's latent noise and initial noise maps (default: ``params.seed + i``).
+    image i's latent noise and initial noise maps (default: ``params.seed + i``). ``guide``
+    adds a per-image term computed on full-resolution images (see ``identity_guide``).
     """
     n, device = targets.shape[0], targets.device
     if targets.shape[1:] != (3, G.img_resolution, G.img_resolution):
@@ -162,14 +171,26 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
         reg = torch.stack([noise_regularization([m[i:i + 1] for m in noise.values()])
                            for i in range(n)])
         loss = dist + params.noise_weight * reg
+        if guide is not None:
+            loss = loss + guide(synth, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
         normalize_noise_(m[i] for m in noise.values() for i in range(n))
         history.append(dist.detach().cpu().tolist())
         bar.set_postfix(dist=f"{dist.mean().item():.4f}")
-    return Projection(ws.detach(), (dist + params.noise_weight * reg).detach().cpu().tolist(),
+    return Projection(ws.detach(), loss.detach().cpu().tolist(),
                       dist.detach().cpu().tolist(), params, history)
+
+
+def identity_guide(sketch_net, lpips_net, lambda_sketch: float = LAMBDA_SKETCH,
+                   lambda_color: float = LAMBDA_COLOR) -> Guide:
+    """lambda_s L_sketch + lambda_c L_color between each target and G(w+): the framework
+    ablation of Fig. 11 projects straight into G_real with these added to Eq. 4's loss."""
+    def guide(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (lambda_sketch * sketch_distance(sketch_net, target, synth)
+                + lambda_color * blurred_lpips(lpips_net, target, synth))
+    return guide
 
 
 @torch.no_grad()
@@ -199,7 +220,7 @@ def load_latent(path) -> dict:
 
 def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Distance,
                      params: ProjectionParams = ProjectionParams(), batch: int = 8,
-                     progress: bool = True) -> dict[str, Path]:
+                     progress: bool = True, guide: Guide | None = None) -> dict[str, Path]:
     """Project named targets (``[3, R, R]`` each) in batches into ``out_dir/<name>.npz``.
 
     Each latent is saved as soon as its batch finishes; names whose file exists are skipped,
@@ -216,7 +237,7 @@ def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Dis
         w_stats = w_stats or w_statistics(G, params, device)
         seeds = [params.seed + names_order.index(name) for name in names]
         result = project(G, torch.stack([targets[k] for k in names]), distance, params, seeds,
-                         progress, w_stats)
+                         progress, w_stats, guide)
         for i, name in enumerate(names):
             save_latent(paths[name], result.ws[i], result.final_loss[i],
                         result.final_distance[i], params, seed=seeds[i])

@@ -33,10 +33,10 @@ def test_notebook_has_parameters_cell(nb):
 def test_notebook_runs_and_writes_artefacts_with_provenance(nb, tmp_path):
     figures, results = tmp_path / "figures", tmp_path / "results"
     params = {**notebooks.ci_parameters(nb), "figures_dir": str(figures),
-              "results_dir": str(results)}
+              "results_dir": str(results), "work_dir": str(tmp_path / "work")}
     notebooks.run_notebook(nb, tmp_path / nb.name, params, progress=False)
     artefacts = [p for p in [*figures.glob("*"), *results.glob("*")]
-                 if not p.name.endswith(".provenance.json")]
+                 if p.is_file() and not p.name.endswith(".provenance.json")]
     assert artefacts, f"{nb.name} wrote nothing into figures_dir or results_dir"
     for artefact in artefacts:
         record = json.loads(sidecar_path(artefact).read_text())

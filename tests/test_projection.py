@@ -6,8 +6,11 @@ import torch
 
 from drfhq_lib.networks import Generator
 from drfhq_lib.perceptual import build_lpips
-from drfhq_lib.projection import (ProjectionParams, latent_noise_scale, learning_rate,
-                                  load_latent, project, project_to_files, render)
+from drfhq_lib import projection
+from drfhq_lib.losses import sketch_distance
+from drfhq_lib.perceptual import blurred_lpips
+from drfhq_lib.projection import (ProjectionParams, identity_guide, latent_noise_scale,
+                                  learning_rate, load_latent, project, project_to_files, render)
 
 STEPS = 30
 # Measured (this file, 64 px, 30 steps, lpips-vgg16[hed-trunk]): LPIPS falls from ~0.23 at the
@@ -83,18 +86,52 @@ def test_noise_buffers_are_restored(G, batched):
         assert buf.ndim == 2
 
 
-def test_rerun_keeps_finished_items_and_completes_the_rest(G, targets, lpips_net, tmp_path):
-    params = ProjectionParams(steps=3, w_avg_samples=1000)
+def test_render_uses_constant_noise(G, batched):
+    torch.testing.assert_close(render(G, batched.ws), render(G, batched.ws))
+
+
+def test_interrupted_run_keeps_finished_items_and_completes_the_rest(G, targets, lpips_net,
+                                                                    tmp_path, monkeypatch):
+    params = ProjectionParams(steps=2, w_avg_samples=1000)
     named = {"a": targets[0], "b": targets[1]}
-    first = project_to_files(G, {"a": named["a"]}, tmp_path, lpips_net, params, progress=False)
-    stamp = first["a"].stat().st_mtime_ns
-    paths = project_to_files(G, named, tmp_path, lpips_net, params, progress=False)
+    real_save = projection.save_latent
+    saved = []
+
+    def save_then_die(path, *args, **kwargs):  # the run is killed after its first result
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(projection, "save_latent", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        project_to_files(G, named, tmp_path, lpips_net, params, batch=1, progress=False)
+    assert [p.name for p in tmp_path.glob("*.npz")] == ["a.npz"]
+    stamp = (tmp_path / "a.npz").stat().st_mtime_ns
+    monkeypatch.setattr(projection, "save_latent", real_save)
+    paths = project_to_files(G, named, tmp_path, lpips_net, params, batch=1, progress=False)
     assert paths["a"].stat().st_mtime_ns == stamp  # not projected again
     latent = load_latent(paths["b"])
-    assert latent["ws"].shape == (10, 64) and latent["steps"] == 3
-    assert latent["params"]["steps"] == 3 and np.isfinite(latent["final_distance"])
+    assert latent["ws"].shape == (10, 64) and latent["steps"] == 2
+    assert latent["params"]["steps"] == 2 and np.isfinite(latent["final_distance"])
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_render_uses_constant_noise(G, batched):
-    torch.testing.assert_close(render(G, batched.ws), render(G, batched.ws))
+def test_guide_adds_its_term_and_pulls_the_projection(G, targets, lpips_net):
+    params = ProjectionParams(steps=8, w_avg_samples=1000)
+    pixel_guide = lambda synth, target: 1e2 * (synth - target).square().mean(dim=(1, 2, 3))
+    plain = project(G, targets, lpips_net, params, progress=False)
+    guided = project(G, targets, lpips_net, params, progress=False, guide=pixel_guide)
+    gap = lambda r: pixel_guide(render(G, r.ws), targets)
+    assert (gap(guided) < gap(plain)).all()
+    assert all(l > d for l, d in zip(guided.final_loss, guided.final_distance))
+
+
+def test_identity_guide_is_weighted_sketch_plus_colour(targets, lpips_net):
+    sketch = torch.nn.Tanh()  # any differentiable S: the guide's arithmetic is what is tested
+    other = targets.flip(0)
+    value = identity_guide(sketch, lpips_net, 2e-6, 3.0)(targets, other)
+    expected = 2e-6 * sketch_distance(sketch, other, targets) + \
+        3.0 * blurred_lpips(lpips_net, other, targets)
+    torch.testing.assert_close(value, expected)
+    assert value.shape == (2,) and (value > 0).all()
