@@ -54,34 +54,8 @@ def save_comparison_figure(path: str | Path, real: torch.Tensor, rendering: torc
                            title: str = "", warning: str = "", note: str = "") -> Path:
     """Two rows (G_real, G_rendering), one column per latent; ``warning`` is printed in red
     across the figure (e.g. for an untrained network), ``note`` in small print below."""
-    import matplotlib
+    from ..figures import image_grid, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..files import atomic_path
-    from ..images import tensor_to_uint8
-
-    n = len(real)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False)
-    for row, (images, label) in enumerate(((real, "G_real"), (rendering, "G_rendering"))):
-        for col, image in enumerate(tensor_to_uint8(images)):
-            ax = axes[row][col]
-            ax.imshow(image)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col == 0:
-                ax.set_ylabel(label)
-    if title:
-        fig.suptitle(title)
-    if warning:
-        fig.text(0.5, 0.5, warning, ha="center", va="center", color="red", fontsize=14,
-                 weight="bold", bbox={"facecolor": "white", "alpha": 0.8})
-    if note:
-        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=7)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120,
-                    bbox_inches="tight")
-    plt.close(fig)
-    return path
+    fig = image_grid([list(real), list(rendering)], row_labels=("G_real", "G_rendering"),
+                     title=title, warning=warning, note=note)
+    return save_figure(fig, path)
