@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from .allocator import keep_freed_memory
 from .errors import DrfhqError
 
 COMMAND_MODULES = [
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "needs_name", None) and getattr(args, "action", None) in args.needs_name \
             and not args.name:
         parser.error(f"{args.command} {args.action} needs a NAME")
+    keep_freed_memory()  # every command is a long tensor job: see allocator.py
     try:
         return args.func(args) or 0
     except DrfhqError as err:

@@ -98,16 +98,25 @@ class IdentityLosses(nn.Module):
 
 # ----------------------------------------------------------------------------- projector noise
 
+def _batched(noise: torch.Tensor) -> torch.Tensor:
+    """``[N, 1, H, W]`` maps stay as they are; one ``[H, W]`` map becomes ``[1, 1, H, W]``."""
+    return noise if noise.ndim == 4 else noise.view(1, 1, *noise.shape[-2:])
+
+
 def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> torch.Tensor:
-    """L_n of Eq. 4 (StyleGAN2 projector): squared autocorrelation at lag 1 in x and y of every
-    noise map, repeated on 2x average-pooled copies down to 8 px (the 8 px level, or a smaller
-    map's own level, is counted once, as in stylegan2-ada-pytorch's projector)."""
+    """L_n of Eq. 4 (StyleGAN2 projector), one value per image: ``[N, 1, H, W]`` maps -> ``[N]``.
+
+    Squared autocorrelation at lag 1 in x and y of every noise map, repeated on 2x
+    average-pooled copies down to 8 px (the 8 px level, or a smaller map's own level, is counted
+    once, as in stylegan2-ada-pytorch's projector). Per image, so that a batch of projections
+    is the sum of independent ones.
+    """
     loss = None
     for noise in noise_maps:
-        n = noise if noise.ndim == 4 else noise.view(1, 1, *noise.shape[-2:])
+        n = _batched(noise)
         while True:
-            term = ((n * torch.roll(n, shifts=1, dims=3)).mean() ** 2
-                    + (n * torch.roll(n, shifts=1, dims=2)).mean() ** 2)
+            term = ((n * torch.roll(n, shifts=1, dims=3)).mean((1, 2, 3)) ** 2
+                    + (n * torch.roll(n, shifts=1, dims=2)).mean((1, 2, 3)) ** 2)
             loss = term if loss is None else loss + term
             if n.shape[2] <= 8:
                 break
@@ -119,11 +128,12 @@ def noise_regularization(noise_maps: Iterable[torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def normalize_noise_(noise_maps: Iterable[torch.Tensor]) -> None:
-    """Renormalise each noise map in place to zero mean and unit standard deviation (done after
-    every projector step so the optimiser cannot hide signal in the noise scale)."""
+    """Renormalise each image's noise map in place to zero mean and unit standard deviation
+    (done after every projector step so the optimiser cannot hide signal in the noise scale)."""
     for noise in noise_maps:
-        noise.sub_(noise.mean())
-        noise.mul_(noise.square().mean().rsqrt())  # population std, as the StyleGAN2 projector
+        n = _batched(noise)
+        n.sub_(n.mean((1, 2, 3), keepdim=True))
+        n.mul_(n.square().mean((1, 2, 3), keepdim=True).rsqrt())  # population std, as official
 
 
 # L_origin of Eq. 3 (non-saturating logistic loss, R1, path length regularisation) lives in

@@ -115,8 +115,26 @@ class LPIPSVGG16(nn.Module):
         # a parent's .train() must not switch on the dropout in front of the calibrated heads
         return super().train(False)
 
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The channel-normalised VGG16 activations LPIPS compares, one tensor per layer."""
+        from lpips import normalize_tensor
+
+        return [normalize_tensor(f) for f in self.net.net(self.net.scaling_layer(images))]
+
+    def distance(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS v0.1 from two images' ``features``: ``[N]`` (identical to ``lpips.LPIPS``)."""
+        layers = [lin((a - b) ** 2).mean((2, 3), keepdim=True)
+                  for lin, a, b in zip(self.net.lins, fx, fy)]
+        return sum(layers).flatten()
+
+    def against(self, target: torch.Tensor):
+        """``x -> LPIPS(x, target)`` with the target's features computed once: a projector
+        compares hundreds of steps against the same target."""
+        fy = [f.detach() for f in self.features(target)]
+        return lambda x: self.distance(self.features(x), fy)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.net(x, y).flatten()
+        return self.distance(self.features(x), self.features(y))
 
 
 def vgg16_trunk_from_torchvision(path: str | Path) -> dict[str, torch.Tensor]:

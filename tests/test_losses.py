@@ -153,3 +153,17 @@ def test_normalize_noise_in_place():
         assert id(m) == i
         assert abs(m.mean().item()) < 1e-6
         assert math.isclose(m.detach().square().mean().item(), 1.0, rel_tol=1e-5)
+
+
+def test_noise_terms_of_a_batch_are_those_of_each_image():
+    torch.manual_seed(1)
+    maps = [torch.randn(3, 1, r, r) * s + 1 for r, s in ((8, 1.0), (32, 2.0))]
+    batch = losses.noise_regularization(maps)
+    single = torch.cat([losses.noise_regularization([m[i:i + 1] for m in maps]) for i in range(3)])
+    assert batch.shape == (3,) and torch.allclose(batch, single, rtol=1e-6)
+    copies = [m.clone() for m in maps]
+    losses.normalize_noise_(copies)
+    for i in range(3):
+        one = [m[i:i + 1].clone() for m in maps]
+        losses.normalize_noise_(one)
+        assert all(torch.allclose(c[i:i + 1], o, atol=1e-6) for c, o in zip(copies, one))

@@ -99,6 +99,17 @@ def test_lpips_is_per_image(lpips_hed, face):
     assert d.shape == (2,) and d[0] == 0 and d[1] > 0
 
 
+def test_lpips_equals_the_lpips_package_and_a_cached_target_equals_both(lpips_hed, face):
+    noisy = (face + 0.2 * torch.randn_like(face)).clamp(-1, 1)
+    batch, targets = torch.cat([noisy, face.flip(-1)]), torch.cat([face, face])
+    with torch.no_grad():
+        package = lpips_hed.net(batch, targets).flatten()
+        ours = lpips_hed(batch, targets)
+        cached = lpips_hed.against(targets)(batch)
+    assert package.min() > 0.01
+    assert torch.allclose(ours, package, rtol=1e-5) and torch.allclose(cached, package, rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- LPIPS official
 
 
