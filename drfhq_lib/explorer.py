@@ -1,0 +1,583 @@
+"""Latent explorer: one W+ code through G_real, G_rendering and a per-layer blend of the two.
+
+The shared W+ space (Sec. 3, Fig. 2) is what makes the method work: the mapping network is
+frozen while G_rendering is fine-tuned, so one latent means one identity in both generators and
+only the style differs. This module lets a user look at that directly.
+
+Pure functions first:
+
+* **Blending** (``BlendedGenerator``): a third generator whose synthesis weights are
+  ``lerp(G_real, G_rendering, t)`` with one factor ``t`` per group of synthesis blocks.
+  Groups follow the StyleGAN convention by block resolution (``block_groups``):
+
+  ====================  =========  ===========  ============
+  network               coarse     middle       fine
+  ====================  =========  ===========  ============
+  64 px and up          4-8 px     16-32 px     64 px and up
+  32 px                 4 px       8-16 px      32 px
+  16 px                 4 px       8 px         16 px
+  8 px / 4 px           4 px       (none)       8 px / none
+  ====================  =========  ===========  ============
+
+  Networks below 64 px have too few blocks for the fixed bounds, so their first block is
+  coarse, their last fine and the blocks between middle. Every parameter and floating-point
+  buffer of a block (const, conv0, conv1, torgb, noise maps) follows its block's factor; the
+  mapping network is G_real's, shared and frozen. A slider move writes ``torch.lerp`` into the
+  third generator's tensors in place (no copy of a network per move), and only for the groups
+  whose factor changed. ``lerp`` is exact at its ends, so blend 0 is G_real bit for bit and
+  blend 1 is G_rendering bit for bit.
+* **Latents**: seed -> z -> w (official ``RandomState(seed)`` draw) with truncation psi,
+  style mixing (``ws[:, k:]`` from a second latent), and a projected portrait's W+ from the
+  ``.npz`` that ``projection.save_latent`` writes (``drfhq enhance`` -> ``OUT/latents``).
+* **Preview** (``render_preview``): the 'skip' generator adds each block's ToRGB output to the
+  upsampled image of the previous blocks, so stopping after the block of resolution ``r``
+  gives an ``r x r`` image of the same face (without the detail the later blocks add). Cost
+  grows with the last block run, so a 128 px preview of a 1024 px network is fast on a CPU;
+  ``preview_seconds`` measures it (see notebook 05 for the numbers on this machine).
+
+``LatentExplorer`` wraps these in ipywidgets; its widgets and last rendered tensors are
+attributes, so tests drive it by setting ``.value``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import statistics
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from .errors import DrfhqError
+from .images import tensor_to_pil
+from .projection import load_latent
+
+GROUPS = ("coarse", "middle", "fine")
+#: Block resolutions of the StyleGAN convention: coarse up to 8 px, middle up to 32 px.
+COARSE_MAX, MIDDLE_MAX = 8, 32
+#: Official StyleGAN2-ADA FFHQ 1024 widths, for timing a preview of the full-size network.
+FULL_WIDTHS = dict(channel_base=32768, channel_max=512)
+
+
+# ----------------------------------------------------------------------------- layer groups
+
+def block_groups(block_resolutions: Sequence[int]) -> dict[str, list[int]]:
+    """``{group: [block resolutions]}``: each synthesis block in exactly one group."""
+    blocks = sorted(block_resolutions)
+    if blocks[-1] >= 64:
+        return {"coarse": [r for r in blocks if r <= COARSE_MAX],
+                "middle": [r for r in blocks if COARSE_MAX < r <= MIDDLE_MAX],
+                "fine": [r for r in blocks if r > MIDDLE_MAX]}
+    # Too few blocks for the fixed bounds: first block coarse, last fine, the rest middle.
+    return {"coarse": blocks[:1], "middle": blocks[1:-1], "fine": blocks[1:][-1:]}
+
+
+def group_labels(block_resolutions: Sequence[int]) -> dict[str, str]:
+    """``{group: "coarse (4-8 px)"}`` for figure labels."""
+    labels = {}
+    for group, res in block_groups(block_resolutions).items():
+        span = "none" if not res else f"{res[0]} px" if len(res) == 1 else f"{res[0]}-{res[-1]} px"
+        labels[group] = f"{group} ({span})"
+    return labels
+
+
+def group_tensor_names(G) -> dict[str, list[str]]:
+    """``{group: [names in G.synthesis.state_dict()]}`` of the floating-point tensors each
+    group's factor blends (parameters and buffers of the group's blocks)."""
+    groups = block_groups(G.synthesis.block_resolutions)
+    block_of = {f"b{res}": group for group, resolutions in groups.items() for res in resolutions}
+    names: dict[str, list[str]] = {group: [] for group in GROUPS}
+    for name, tensor in G.synthesis.state_dict().items():
+        if tensor.is_floating_point():
+            names[block_of[name.split(".", 1)[0]]].append(name)
+    return names
+
+
+def architecture_difference(G_a, G_b) -> str:
+    """'' when both synthesis networks have the same tensors (names, shapes), else what differs."""
+    a, b = G_a.synthesis.state_dict(), G_b.synthesis.state_dict()
+    if a.keys() != b.keys():
+        only = sorted(set(a) ^ set(b))
+        return f"{len(only)} tensors present in only one of them (e.g. {only[0]})"
+    for name in a:
+        if a[name].shape != b[name].shape:
+            return f"{name} is {tuple(a[name].shape)} vs {tuple(b[name].shape)}"
+    if G_a.num_ws != G_b.num_ws or G_a.w_dim != G_b.w_dim:
+        return f"W+ is {G_a.num_ws}x{G_a.w_dim} vs {G_b.num_ws}x{G_b.w_dim}"
+    return ""
+
+
+class BlendedGenerator:
+    """A third generator ``G`` whose synthesis is ``lerp(G_real, G_rendering, t_group)``.
+
+    ``G`` is built once (one copy of G_real's synthesis; G_real's mapping module is shared);
+    ``set_blend`` then only writes into its tensors. ``G_real`` and ``G_rendering`` are never
+    modified.
+    """
+
+    def __init__(self, G_real, G_rendering):
+        difference = architecture_difference(G_real, G_rendering)
+        if difference:
+            raise DrfhqError(
+                f"G_real and G_rendering have different architectures ({difference}); "
+                "blending needs a G_rendering fine-tuned from this G_real (same resolution "
+                "and widths): pass the matching pair")
+        self.G_real, self.G_rendering = G_real, G_rendering
+        # One copy of the synthesis; the memo makes the copy reuse G_real's mapping module.
+        self.G = copy.deepcopy(G_real, memo={id(G_real.mapping): G_real.mapping})
+        self.G.eval()
+        self.G.synthesis.requires_grad_(False)
+        real, rendering = G_real.synthesis.state_dict(), G_rendering.synthesis.state_dict()
+        mixed = self.G.synthesis.state_dict(keep_vars=True)
+        self._pairs = {group: [(mixed[n].data, real[n], rendering[n].to(real[n].device))
+                               for n in names]
+                       for group, names in group_tensor_names(G_real).items()}
+        self.factors = {group: 0.0 for group in GROUPS}
+
+    @torch.no_grad()
+    def set_blend(self, **factors: float) -> dict[str, float]:
+        """Set any of ``coarse``, ``middle``, ``fine`` in [0, 1] (0: G_real, 1: G_rendering);
+        returns all factors. Groups whose factor is unchanged are not rewritten."""
+        for group, t in factors.items():
+            if group not in GROUPS:
+                raise ValueError(f"unknown layer group {group!r}; use {', '.join(GROUPS)}")
+            t = float(t)
+            if not 0.0 <= t <= 1.0:
+                raise ValueError(f"blend factor of {group} must be in [0, 1], got {t}")
+            if t == self.factors[group]:
+                continue
+            for target, a, b in self._pairs[group]:
+                torch.lerp(a, b, t, out=target)
+            self.factors[group] = t
+        return dict(self.factors)
+
+
+# ----------------------------------------------------------------------------- latents
+
+@torch.no_grad()
+def seed_latent(G, seed: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Untruncated W+ ``[1, num_ws, w_dim]`` of ``seed`` (z drawn as the official scripts do)."""
+    if G.c_dim:
+        raise DrfhqError(f"this generator is conditional (c_dim={G.c_dim}); the explorer "
+                         "supports the unconditional FFHQ generators only")
+    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device, torch.float32)
+    return G.mapping(z, None)
+
+
+def truncate(ws: torch.Tensor, w_avg: torch.Tensor, psi: float) -> torch.Tensor:
+    """``w_avg + psi (w - w_avg)`` on every layer, as the mapping network's truncation."""
+    return ws if psi == 1 else w_avg.to(ws.device).lerp(ws, psi)
+
+
+def style_mix(ws: torch.Tensor, ws_other: torch.Tensor, crossover: int) -> torch.Tensor:
+    """``ws`` with layers ``crossover:`` taken from ``ws_other`` (crossover = num_ws: no mix)."""
+    if not 0 <= crossover <= ws.shape[1]:
+        raise ValueError(f"crossover must be in [0, {ws.shape[1]}], got {crossover}")
+    mixed = ws.clone()
+    mixed[:, crossover:] = ws_other[:, crossover:]
+    return mixed
+
+
+def list_latents(folder: str | Path | None) -> list[Path]:
+    """The ``.npz`` latents in ``folder`` (e.g. an enhance run's ``latents``), sorted."""
+    if not folder or not Path(folder).expanduser().is_dir():
+        return []
+    return sorted(Path(folder).expanduser().glob("*.npz"))
+
+
+def load_projected(path: str | Path, G) -> torch.Tensor:
+    """A projected portrait's W+ ``[1, num_ws, w_dim]`` from ``projection.save_latent``'s file."""
+    path = Path(path).expanduser()
+    try:
+        ws = load_latent(path)["ws"]
+    except (OSError, KeyError, ValueError) as err:
+        raise DrfhqError(f"{path}: not a latent written by `drfhq enhance` / "
+                         f"projection.save_latent ({err}); pick a file from OUT/latents") from err
+    if ws.ndim == 2:
+        ws = ws[None]
+    if tuple(ws.shape[1:]) != (G.num_ws, G.w_dim):
+        raise DrfhqError(f"{path}: W+ of shape {tuple(ws.shape[1:])}, but this generator takes "
+                         f"({G.num_ws}, {G.w_dim}); it was projected into another network")
+    return ws.float()
+
+
+@torch.no_grad()
+def explorer_latent(G, seed: int, psi: float = 1.0, mix_seed: int | None = None,
+                    crossover: int | None = None, projected: torch.Tensor | None = None,
+                    device: torch.device | str = "cpu") -> torch.Tensor:
+    """The explorer's W+: a projected latent (else seed's), truncated by ``psi`` and mixed
+    from ``crossover`` on with ``mix_seed``'s (truncated the same way)."""
+    w_avg = G.mapping.w_avg
+    base = projected.to(device) if projected is not None else seed_latent(G, seed, device)
+    ws = truncate(base, w_avg, psi)
+    if mix_seed is not None and crossover is not None and crossover < G.num_ws:
+        ws = style_mix(ws, truncate(seed_latent(G, mix_seed, device), w_avg, psi), crossover)
+    return ws
+
+
+# ----------------------------------------------------------------------------- preview
+
+def preview_resolutions(G) -> list[int]:
+    """Resolutions ``render_preview`` can stop at: the synthesis blocks' (8 px and up)."""
+    return [r for r in G.synthesis.block_resolutions if r >= 8] or [G.img_resolution]
+
+
+def default_preview(G, device: torch.device | str = "cpu") -> int:
+    """256 px on a GPU, 64 px on a CPU (a full-width 1024 px network needs about 1-2 s for
+    64 px on two CPU cores; see notebook 05), at most the network's resolution."""
+    limit = 256 if torch.device(device).type == "cuda" else 64
+    return max([r for r in preview_resolutions(G) if r <= limit] or preview_resolutions(G)[:1])
+
+
+@torch.no_grad()
+def render_preview(G, ws: torch.Tensor, resolution: int | None = None,
+                   noise_mode: str = "const") -> torch.Tensor:
+    """``[N, 3, r, r]``: the synthesis blocks up to ``resolution`` (default: all), the image
+    accumulated so far. At the full resolution this is ``G.synthesis(ws, noise_mode)``."""
+    synthesis = G.synthesis
+    resolution = resolution or synthesis.img_resolution
+    if resolution not in synthesis.block_resolutions:
+        raise ValueError(f"preview resolution must be one of {synthesis.block_resolutions}, "
+                         f"got {resolution}")
+    ws = ws.to(torch.float32)
+    x = img = None
+    w_idx = 0
+    for res in synthesis.block_resolutions:
+        if res > resolution:
+            break
+        block = getattr(synthesis, f"b{res}")
+        block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+        x, img = block(x, img, block_ws, noise_mode=noise_mode)
+        w_idx += block.num_conv
+    return img
+
+
+def preview_seconds(G, ws: torch.Tensor, resolution: int, repeats: int = 3) -> float:
+    """Median wall time of ``render_preview`` at ``resolution`` (after one warm-up run)."""
+    sync = torch.cuda.synchronize if ws.is_cuda else (lambda: None)  # time the work, not launches
+    render_preview(G, ws, resolution)
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        render_preview(G, ws, resolution)
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def preview_timings(G, resolutions: Iterable[int], device: torch.device | str = "cpu",
+                    repeats: int = 3, seed: int = 0) -> dict[int, float]:
+    """``{resolution: seconds}`` of one preview of seed ``seed``'s latent on ``device``."""
+    ws = seed_latent(G, seed, device)
+    return {int(r): preview_seconds(G, ws, int(r), repeats) for r in resolutions}
+
+
+def full_size_generator(resolution: int = 1024, device: torch.device | str = "cpu",
+                        seed: int = 0):
+    """A randomly initialised generator with the official FFHQ 1024 widths: for timing only."""
+    from .networks import Generator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        G = Generator(img_resolution=resolution, **FULL_WIDTHS)
+    return G.eval().requires_grad_(False).to(device)
+
+
+@torch.no_grad()
+def perturbed_copy(G, scale: float = 0.3, seed: int = 0):
+    """A stand-in "G_rendering" for tests and offline demos: G's synthesis weights plus
+    Gaussian noise of ``scale`` times each tensor's std (mapping shared). Not fine-tuned,
+    never a result; it only makes a blend visible where no fine-tuned network exists."""
+    copy_ = BlendedGenerator(G, G).G  # one copy of the synthesis, mapping shared
+    generator = torch.Generator().manual_seed(seed)
+    for param in copy_.synthesis.parameters():
+        if param.numel() > 1:  # scalars (noise strengths) keep their value
+            noise = torch.randn(param.shape, generator=generator).to(param.device)
+            param.add_(noise * param.std() * scale)
+    return copy_
+
+
+@torch.no_grad()
+def blend_sweep(blender: BlendedGenerator, ws: torch.Tensor, values: Sequence[float],
+                resolution: int | None = None) -> dict[str, list[torch.Tensor]]:
+    """``{group: [image per value]}``: one group blended at each value, the others at 0
+    (G_real). The blender's factors are restored afterwards."""
+    saved = dict(blender.factors)
+    rows = {}
+    try:
+        for group in GROUPS:
+            row = []
+            for t in values:
+                blender.set_blend(**{g: (t if g == group else 0.0) for g in GROUPS})
+                row.append(render_preview(blender.G, ws, resolution)[0].cpu())
+            rows[group] = row
+    finally:
+        blender.set_blend(**saved)
+    return rows
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """PNG of one ``[1, 3, H, W]`` or ``[3, H, W]`` image in [-1, 1]."""
+    buffer = io.BytesIO()
+    tensor_to_pil(image if image.ndim == 4 else image[None])[0].save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- widgets
+
+class LatentExplorer:
+    """Sliders for seed, truncation, coarse / middle / fine blend, mixing seed and crossover, a
+    projected latent (``latents_dir`` and a dropdown), preview resolution; shows G_real, the
+    blend and G_rendering side by side.
+
+    ``widgets[name]`` are the controls, ``images[name]`` the image widgets (PNG bytes in
+    ``.value``), ``last_images[name]`` the rendered ``[1, 3, r, r]`` tensors and ``last_ws`` the
+    W+ shown. ``display(explorer.ui)`` in a notebook.
+    """
+
+    PANELS = ("real", "mixed", "rendering")
+
+    def __init__(self, G_real, G_rendering, *, latents_dir: str | Path | None = None,
+                 labels: tuple[str, str] = ("G_real", "G_rendering"), warning: str = "",
+                 preview: int | None = None, device: torch.device | str = "cpu",
+                 display_px: int = 256):
+        import ipywidgets as w
+
+        self.device = torch.device(device)
+        self.blender = BlendedGenerator(G_real, G_rendering)
+        self.G_real, self.G_rendering = G_real, G_rendering
+        resolutions = preview_resolutions(G_real)
+        preview = preview or default_preview(G_real, self.device)
+        num_ws = G_real.num_ws
+        slider = dict(continuous_update=False, style={"description_width": "110px"})
+        self.widgets = {
+            "seed": w.IntSlider(0, 0, 9999, description="seed", **slider),
+            "truncation": w.FloatSlider(1.0, min=0.0, max=1.0, step=0.05,
+                                        description="truncation ψ", **slider),
+            **{g: w.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description=f"{g} blend",
+                                **slider) for g in GROUPS},
+            "mix_seed": w.IntSlider(1, 0, 9999, description="mixing seed", **slider),
+            "crossover": w.IntSlider(num_ws, 0, num_ws, description="crossover layer",
+                                     **slider),
+            "latents_dir": w.Text(str(latents_dir or ""), description="latents folder",
+                                  continuous_update=False, style=slider["style"]),
+            "latent": w.Dropdown(options=[("seed (no projected latent)", "")], value="",
+                                 description="projected W+", style=slider["style"]),
+            "preview": w.Dropdown(options=resolutions, value=preview,
+                                  description="preview px", style=slider["style"]),
+        }
+        titles = {"real": labels[0], "mixed": "blend", "rendering": labels[1]}
+        self.images = {p: w.Image(format="png", width=display_px, height=display_px)
+                       for p in self.PANELS}
+        self.titles = {p: w.HTML(f"<b>{titles[p]}</b>") for p in self.PANELS}
+        self.status = w.HTML()
+        self.last_images: dict[str, torch.Tensor] = {}
+        self.last_ws: torch.Tensor | None = None
+        self.last_seconds = 0.0
+        self.error = ""
+        self._cache_key = None
+        self._refresh_latents()
+        for name, widget in self.widgets.items():
+            handler = self._on_latents_dir if name == "latents_dir" else self._on_change
+            widget.observe(handler, names="value")
+        panels = [w.VBox([self.titles[p], self.images[p]]) for p in self.PANELS]
+        banner = [w.HTML(f"<b style='color:#b00'>{warning}</b>")] if warning else []
+        self.ui = w.VBox([*banner, w.HBox(panels),
+                          w.HBox([w.VBox([self.widgets[k] for k in
+                                          ("seed", "truncation", "mix_seed", "crossover")]),
+                                  w.VBox([self.widgets[g] for g in GROUPS]),
+                                  w.VBox([self.widgets[k] for k in
+                                          ("latents_dir", "latent", "preview")])]),
+                          self.status])
+        self.update()
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.ui)
+
+    def _refresh_latents(self) -> None:
+        files = list_latents(self.widgets["latents_dir"].value)
+        options = [("seed (no projected latent)", "")] + [(p.stem, str(p)) for p in files]
+        dropdown = self.widgets["latent"]
+        keep = dropdown.value if dropdown.value in [v for _, v in options] else ""
+        dropdown.options = options
+        dropdown.value = keep
+
+    def _on_latents_dir(self, _change) -> None:
+        self._refresh_latents()
+        self.update()
+
+    def _on_change(self, _change) -> None:
+        self.update()
+
+    def current_latent(self) -> torch.Tensor:
+        v = {k: widget.value for k, widget in self.widgets.items()}
+        projected = load_projected(v["latent"], self.G_real) if v["latent"] else None
+        return explorer_latent(self.G_real, v["seed"], v["truncation"], v["mix_seed"],
+                               v["crossover"], projected, self.device)
+
+    def update(self) -> dict[str, torch.Tensor]:
+        """Render the three panels for the widgets' current values (also called on change)."""
+        start = time.perf_counter()
+        try:
+            ws = self.current_latent()
+        except DrfhqError as err:  # a bad latent file: say so, keep the last picture
+            self.error = str(err)
+            self.status.value = f"<span style='color:#b00'>{err}</span>"
+            return self.last_images
+        self.error = ""
+        resolution = self.widgets["preview"].value
+        key = (resolution, ws.cpu().numpy().tobytes())
+        if key != self._cache_key:  # G_real and G_rendering only change with the latent
+            self.last_images["real"] = render_preview(self.G_real, ws, resolution).cpu()
+            self.last_images["rendering"] = render_preview(self.G_rendering, ws,
+                                                           resolution).cpu()
+            self._cache_key = key
+        self.blender.set_blend(**{g: self.widgets[g].value for g in GROUPS})
+        self.last_images["mixed"] = render_preview(self.blender.G, ws, resolution).cpu()
+        self.last_ws = ws
+        for panel in self.PANELS:
+            self.images[panel].value = png_bytes(self.last_images[panel])
+        self.last_seconds = time.perf_counter() - start
+        self.status.value = (f"{resolution} px preview in {self.last_seconds * 1000:.0f} ms; "
+                             + ", ".join(f"{g} {self.blender.factors[g]:.2f}" for g in GROUPS))
+        return self.last_images
+
+
+# ----------------------------------------------------------------------------- Fig. 2
+
+@torch.no_grad()
+def shared_latent_images(G_real, G_rendering, ws: torch.Tensor, resolution: int | None = None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same W+ through both generators (constant noise): ``(real, rendering)`` on the CPU."""
+    if not len(ws):
+        side = resolution or G_real.img_resolution
+        empty = torch.zeros(0, G_real.img_channels, side, side)
+        return empty, empty.clone()
+    return (render_preview(G_real, ws, resolution).cpu(),
+            render_preview(G_rendering, ws, resolution).cpu())
+
+
+def projected_latents(files: Sequence[str | Path], G, device: torch.device | str = "cpu"
+                      ) -> torch.Tensor:
+    """``[len(files), num_ws, w_dim]``: the W+ of each latent file (checked against ``G``)."""
+    if not files:
+        return torch.zeros(0, G.num_ws, G.w_dim, device=device)
+    return torch.cat([load_projected(f, G) for f in files]).to(device)
+
+
+def seed_latents(G, seeds: Sequence[int], psi: float = 1.0,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """``[len(seeds), num_ws, w_dim]``: each seed's W+, truncated by ``psi``."""
+    return torch.cat([explorer_latent(G, s, psi, device=device) for s in seeds])
+
+
+def aligned_inputs(paths: Iterable[str | Path], size: int, device: torch.device | str = "cpu"
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """``({name: [3, size, size] aligned face}, {name: why it failed})`` for image files."""
+    from .align import align_face
+    from .images import pil_to_tensor
+
+    faces, failed = {}, {}
+    for path in map(Path, paths):
+        try:
+            faces[path.stem] = pil_to_tensor(align_face(path, size=size).image, device)[0]
+        except (DrfhqError, OSError, ValueError) as err:
+            failed[path.stem] = str(err)
+    return faces, failed
+
+
+def find_inputs(names: Iterable[str], inputs: str | Path | None) -> dict[str, Path]:
+    """The image file in folder ``inputs`` whose stem is each name (a latent's input)."""
+    from .images import list_images
+
+    files = {p.stem: p for p in list_images(inputs)} if inputs and Path(inputs).is_dir() else {}
+    return {name: files[name] for name in names if name in files}
+
+
+@torch.no_grad()
+def pair_rows(a: torch.Tensor, b: torch.Tensor, latents: Sequence[str], compared: str,
+              lpips_net, embedder, size: int = 256) -> list[dict]:
+    """One row per pair ``(a[i], b[i])``: LPIPS (at most ``size`` px), L2 and identity
+    similarity, with the networks' labels. No face found: empty identity, ``faces_found``
+    False (never a made-up number)."""
+    from .identity import identity_similarity
+    from .metrics import pair_table
+    from .perceptual import resize
+
+    if not len(latents):
+        return []
+    side = min(size, a.shape[-1])
+    distances = pair_table([(resize(a, side), resize(b, side))], lpips_net)
+    identity = identity_similarity(a, b, embedder)
+    rows = []
+    for i, name in enumerate(latents):
+        similarity = identity.values[i]
+        rows.append({"latent": name, "compared": compared, "lpips": distances.lpips[i],
+                     "l2": distances.l2[i],
+                     "identity_similarity": "" if np.isnan(similarity) else similarity,
+                     "faces_found": not np.isnan(similarity), "lpips_net": distances.label,
+                     "embedder": identity.label, "reason": ""})
+    return rows
+
+
+def shared_latent_rows(names: Sequence[str], real: torch.Tensor, rendering: torch.Tensor,
+                       lpips_net, embedder, inputs: dict[str, torch.Tensor] | None = None,
+                       failed: dict[str, str] | None = None, trained: bool = True) -> list[dict]:
+    """Fig. 2's table. Per column ``names[i]``: G_rendering(w+) vs G_real(w+); for a projected
+    portrait with its aligned input in ``inputs``, also the input vs each render; each entry of
+    ``failed`` (name: reason) as a "not run" row. ``trained`` is stamped on every row."""
+    inputs, failed = inputs or {}, failed or {}
+    rows = pair_rows(rendering, real, names, "G_rendering(w+) vs G_real(w+)", lpips_net, embedder)
+    pick = [i for i, name in enumerate(names) if name in inputs]
+    if pick:
+        with_input = [names[i] for i in pick]
+        targets = torch.stack([inputs[name].cpu() for name in with_input])
+        for label, images in (("G_rendering(w+)", rendering), ("G_real(w+)", real)):
+            rows += pair_rows(targets, images[pick], with_input, f"input vs {label}", lpips_net,
+                              embedder)
+    rows += [{"latent": name, "compared": "not run", "lpips": "", "l2": "",
+              "identity_similarity": "", "faces_found": False, "lpips_net": "", "embedder": "",
+              "reason": reason} for name, reason in failed.items()]
+    return [{**row, "trained": trained} for row in rows]
+
+
+def latent_cell(text: str, size: int = 256):
+    """A grey square saying where a column's latent came from (Fig. 2 (a) has no input image)."""
+    from PIL import Image, ImageDraw
+
+    cell = Image.new("RGB", (256, 256), (235, 235, 235))
+    draw = ImageDraw.Draw(cell)
+    draw.multiline_text((128, 128), text, fill=(40, 40, 40), anchor="mm", align="center",
+                        font_size=28)
+    return cell.resize((size, size))
+
+
+def shared_latent_figure(seed_names: Sequence[str], portrait_names: Sequence[str],
+                         faces: dict[str, torch.Tensor], real: torch.Tensor,
+                         rendering: torch.Tensor, not_run: dict[str, str] | None = None,
+                         input_missing: dict[str, str] | None = None, **decoration):
+    """Fig. 2 as an image grid: one column per latent (seeds, then projected portraits, then
+    portraits that could not be projected, with why), rows: input, G_rendering(w+), G_real(w+).
+    ``decoration``: ``title``, ``warning``, ``note`` of ``figures.image_grid``."""
+    from .figures import image_grid
+
+    not_run, input_missing = not_run or {}, input_missing or {}
+    blanks = [None] * len(not_run)
+    reasons = ["" for _ in seed_names]
+    input_row = [latent_cell(f"{n}\nz -> w+") for n in seed_names]
+    for name in portrait_names:
+        input_row.append(faces[name].cpu() if name in faces else None)
+        reasons.append(input_missing.get(name, "" if name in faces else "input not found"))
+    not_run_reasons = list(not_run.values())
+    return image_grid(
+        [input_row + blanks, [*rendering, *blanks], [*real, *blanks]],
+        row_labels=["rendered input", "G_rendering(w+)", "G_real(w+)"],
+        col_labels=[*seed_names, *portrait_names, *not_run],
+        missing=[reasons + not_run_reasons, [""] * len(reasons) + not_run_reasons,
+                 [""] * len(reasons) + not_run_reasons], **decoration)
