@@ -611,3 +611,12 @@ def test_save_network_round_trip(tmp_path):
     extra = load_extra(path)
     assert extra["step"] == 1200 and extra["note"] == "pilot"
     assert torch.equal(extra["w_mean"], torch.arange(3.0))
+
+
+def test_save_network_accepts_one_module_under_two_names(tmp_path):
+    G = tiny_g(6)  # e.g. a snapshot taken before G_ema has diverged from G
+    save_network(tmp_path / "same.safetensors", dict(G=G, G_ema=G))
+    nets = load_network(tmp_path / "same.safetensors")
+    for name in ("G", "G_ema"):
+        assert all(torch.equal(a, b) for a, b in zip(nets[name].state_dict().values(),
+                                                     G.state_dict().values()))
