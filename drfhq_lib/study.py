@@ -349,7 +349,7 @@ def read_responses(path: str | os.PathLike) -> Responses:
     if not path.is_file():
         raise StudyError(
             f"{path}: no responses file. Collect responses with the app (notebook "
-            "06_user_study, cell 'Collect responses': each participant enters an id, presses "
+            "15_user_study, cell 'Collect responses': each participant enters an id, presses "
             "Start and answers every pair), or run the notebook with simulate=True for a "
             "demonstration on simulated data")
     text = path.read_text(encoding="utf-8")
