@@ -26,7 +26,8 @@ from .errors import DrfhqError
 from .files import atomic_path
 from .images import list_images, load_image, pil_to_tensor, tensor_to_pil
 from .perceptual import build_lpips, resize
-from .projection import ProjectionParams, load_latent, project_to_files, render
+from .projection import (ProjectionParams, default_batch, load_latent, project_to_files,
+                         render)
 from .weights import Resolved
 
 MANIFEST_FIELDS = ["input", "status", "reason", "seconds", "final_lpips", "output"]
@@ -251,7 +252,7 @@ def untrained_generator(resolution: int, device, seed: int = 0) -> torch.nn.Modu
     return G.eval().requires_grad_(False).to(device)
 
 
-def _generator_from_file(path: str | Path, device) -> torch.nn.Module:
+def generator_from_file(path: str | Path, device) -> torch.nn.Module:
     """G_ema (else G) of a network file, or of the newest snapshot of a fine-tuning run folder."""
     from .networks import load_network
 
@@ -282,14 +283,14 @@ def load_generators(real: str | None, rendering: str | None, device, *,
         r = weights.resolve("stylegan2-ffhq", "auto" if allow_untrained else "official")
         resolved.append(r)
         if r.is_official:
-            G_real, real_label = _generator_from_file(r.path, device), "StyleGAN2-ADA FFHQ"
+            G_real, real_label = generator_from_file(r.path, device), "StyleGAN2-ADA FFHQ"
         else:
             G_real, real_label = untrained_generator(untrained_size, device), r.label + " (UNTRAINED)"
             trained = False
     else:
-        G_real, real_label = _generator_from_file(real, device), Path(real).name
+        G_real, real_label = generator_from_file(real, device), Path(real).name
     if rendering is not None:
-        G_rendering, rendering_label = _generator_from_file(rendering, device), Path(rendering).name
+        G_rendering, rendering_label = generator_from_file(rendering, device), Path(rendering).name
     elif allow_untrained:
         G_rendering, rendering_label = G_real, "G_real itself (not fine-tuned)"
         trained = False
@@ -310,6 +311,8 @@ def _run(args, inputs: list[Path], nets: Networks) -> int:
     from .provenance import write_sidecar
 
     params = ProjectionParams(steps=args.steps or ProjectionParams.steps, seed=args.seed)
+    args.batch = args.batch or default_batch(torch.device(args.device),
+                                             args.size or nets.G_real.img_resolution)
     rows = enhance_files(inputs, args.out, nets, params, args.batch, args.size, args.prefer,
                          CompositeParams(args.erode, args.blur, args.colour_match), args.device,
                          args.overwrite)
@@ -356,9 +359,9 @@ def _demo_cli(args) -> int:
 def _common_arguments(p, out_default: str | None) -> None:
     p.add_argument("--out", type=Path, required=out_default is None, default=out_default)
     p.add_argument("--steps", type=int, default=None, help="projection steps (paper: 500)")
-    p.add_argument("--batch", type=int, default=8 if torch.cuda.is_available() else 1,
-                   help="portraits projected together (default 8 on CUDA; 1 on CPU, where "
-                        "batching does not pay: benchmarks/bench_projection.py)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="portraits projected together (default: 8 on CUDA; on CPU 8 up to "
+                        "256 px, 4 at 512, 2 at 1024, for memory)")
     p.add_argument("--size", type=int, default=None,
                    help="working resolution of alignment (default: the generator's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .allocator import keep_freed_memory
 from .files import atomic_path
-
-from .losses import (LAMBDA_COLOR, LAMBDA_SKETCH, noise_regularization, normalize_noise_,
-                     sketch_distance)
+from .losses import (COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE, noise_regularization,
+                     normalize_noise_, sketch_distance)
 from .perceptual import blurred_lpips
 
 # distance(synth, target) -> one loss per image, images in [-1, 1] at the working size
@@ -132,6 +132,24 @@ def _per_image_randn(generators: list[torch.Generator], shape: tuple[int, ...],
     return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
 
 
+def default_batch(device: torch.device, resolution: int) -> int:
+    """Portraits projected together by default. Batches pay on CPU too (with the allocator
+    policy; benchmarks/bench_projection.py, 2 cores: 256 px 218 -> 160 s per portrait per 100
+    steps at batch 8, 1024 px 794 -> 517 at batch 2); on CPU the batch shrinks with resolution
+    because a 1024 px portrait's activations and gradients take about 5 GB."""
+    if device.type != "cpu" or resolution <= 256:
+        return 8
+    return 4 if resolution <= 512 else 2
+
+
+def _distance_to(distance: Distance, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``synth -> distance(synth, target)``; an LPIPS network computes the target's features
+    once instead of at every step (``LPIPSVGG16.against``)."""
+    if hasattr(distance, "against"):
+        return distance.against(target)
+    return lambda synth: distance(synth, target)
+
+
 def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionParams = ProjectionParams(),
             seeds: list[int] | None = None, progress: bool = True,
             w_stats: tuple[torch.Tensor, float] | None = None,
@@ -143,6 +161,8 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
     adds a per-image term computed on full-resolution images (see ``identity_guide``).
     """
     n, device = targets.shape[0], targets.device
+    if device.type == "cpu":
+        keep_freed_memory()  # else batches page-fault their activations in at every step
     if targets.shape[1:] != (3, G.img_resolution, G.img_resolution):
         raise ValueError(f"targets must be [N, 3, {G.img_resolution}, {G.img_resolution}], "
                          f"got {tuple(targets.shape)}")
@@ -156,7 +176,7 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
     noise = {name: _per_image_randn(gens, (1, *hw), device).requires_grad_(True)
              for name, hw in shapes.items()}
     optimizer = torch.optim.Adam([ws, *noise.values()], betas=(0.9, 0.999), lr=params.initial_lr)
-    target_small = _downsample(targets.float(), params.loss_size)
+    measure = _distance_to(distance, _downsample(targets.float(), params.loss_size))
 
     history = []
     bar = tqdm(range(params.steps), desc=f"projecting {n}", disable=not progress, leave=False)
@@ -167,16 +187,15 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
         with per_image_noise(G, noise):
             synth = G.synthesis(ws + w_noise * latent_noise_scale(step, params, w_std),
                                 noise_mode="const")
-        dist = distance(_downsample(synth, params.loss_size), target_small).reshape(n)
-        reg = torch.stack([noise_regularization([m[i:i + 1] for m in noise.values()])
-                           for i in range(n)])
+        dist = measure(_downsample(synth, params.loss_size)).reshape(n)
+        reg = noise_regularization(noise.values())
         loss = dist + params.noise_weight * reg
         if guide is not None:
             loss = loss + guide(synth, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
-        normalize_noise_(m[i] for m in noise.values() for i in range(n))
+        normalize_noise_(noise.values())
         history.append(dist.detach().cpu().tolist())
         bar.set_postfix(dist=f"{dist.mean().item():.4f}")
     return Projection(ws.detach(), loss.detach().cpu().tolist(),
@@ -184,12 +203,15 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
 
 
 def identity_guide(sketch_net, lpips_net, lambda_sketch: float = LAMBDA_SKETCH,
-                   lambda_color: float = LAMBDA_COLOR) -> Guide:
+                   lambda_color: float = LAMBDA_COLOR, sketch_size: int = SKETCH_SIZE,
+                   color_size: int = COLOR_SIZE) -> Guide:
     """lambda_s L_sketch + lambda_c L_color between each target and G(w+): the framework
-    ablation of Fig. 11 projects straight into G_real with these added to Eq. 4's loss."""
+    ablation of Fig. 11 projects straight into G_real with these added to Eq. 4's loss.
+    ``sketch_size``/``color_size``: where S and the blurred LPIPS look (the paper's 512/256;
+    smaller only for quick CPU runs)."""
     def guide(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (lambda_sketch * sketch_distance(sketch_net, target, synth)
-                + lambda_color * blurred_lpips(lpips_net, target, synth))
+        return (lambda_sketch * sketch_distance(sketch_net, target, synth, sketch_size)
+                + lambda_color * blurred_lpips(lpips_net, target, synth, color_size))
     return guide
 
 
@@ -220,11 +242,13 @@ def load_latent(path) -> dict:
 
 def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Distance,
                      params: ProjectionParams = ProjectionParams(), batch: int = 8,
-                     progress: bool = True, guide: Guide | None = None) -> dict[str, Path]:
+                     progress: bool = True, guide: Guide | None = None,
+                     projector: Callable[..., Projection] | None = None) -> dict[str, Path]:
     """Project named targets (``[3, R, R]`` each) in batches into ``out_dir/<name>.npz``.
 
     Each latent is saved as soon as its batch finishes; names whose file exists are skipped,
-    so an interrupted run resumes where it stopped.
+    so an interrupted run resumes where it stopped. ``projector`` (default ``project``, same
+    arguments) swaps the optimiser, e.g. Image2StyleGAN's in ``inversion.i2s_project``.
     """
     out_dir = Path(out_dir)
     paths = {name: out_dir / f"{name}.npz" for name in targets}
@@ -236,8 +260,8 @@ def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Dis
         device = targets[names[0]].device
         w_stats = w_stats or w_statistics(G, params, device)
         seeds = [params.seed + names_order.index(name) for name in names]
-        result = project(G, torch.stack([targets[k] for k in names]), distance, params, seeds,
-                         progress, w_stats, guide)
+        result = (projector or project)(G, torch.stack([targets[k] for k in names]), distance,
+                                        params, seeds, progress, w_stats, guide)
         for i, name in enumerate(names):
             save_latent(paths[name], result.ws[i], result.final_loss[i],
                         result.final_distance[i], params, seed=seeds[i])

@@ -2,6 +2,8 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn as nn
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -18,3 +20,35 @@ def empty_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("DRFHQ_WEIGHTS", str(folder))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
     return folder
+
+
+# ----------------------------------------------------------------------------- tiny loss networks
+
+class TinySketch(nn.Module):
+    """Stands in for S: a fixed random convolution and tanh (3 channels, like DFE's sketch)."""
+
+    resolved: list = []
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.requires_grad_(False)
+
+    def forward(self, images):
+        return torch.tanh(self.conv(images))
+
+
+class TinyLPIPS(nn.Module):
+    """Stands in for LPIPS: squared feature distance per image, [N]."""
+
+    resolved: list = []
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.requires_grad_(False)
+
+    def forward(self, x, y):
+        return (self.conv(x) - self.conv(y)).square().mean([1, 2, 3])

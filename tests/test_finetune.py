@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn as nn
 
+from conftest import TinyLPIPS, TinySketch
 from drfhq_lib import finetune
 from drfhq_lib.finetune import snapshots
 from drfhq_lib.finetune.data import DatasetResolutionError, step_indices
@@ -22,36 +22,6 @@ from drfhq_lib.networks import load_network
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = 16
-
-
-class TinySketch(nn.Module):
-    """Stands in for S: a fixed random convolution and tanh (3 channels, like DFE's sketch)."""
-
-    resolved: list = []
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.requires_grad_(False)
-
-    def forward(self, images):
-        return torch.tanh(self.conv(images))
-
-
-class TinyLPIPS(nn.Module):
-    """Stands in for LPIPS: squared feature distance per image, [N]."""
-
-    resolved: list = []
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(2)
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.requires_grad_(False)
-
-    def forward(self, x, y):
-        return (self.conv(x) - self.conv(y)).square().mean([1, 2, 3])
 
 
 TINY_NETS = {"sketch_net": TinySketch(), "lpips_net": TinyLPIPS()}

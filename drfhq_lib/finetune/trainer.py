@@ -39,6 +39,7 @@ import torch
 import torch.nn as nn
 
 from .. import weights
+from ..allocator import keep_freed_memory
 from ..augment import AdaController, AugmentPipe, distributed_sum
 from ..errors import DrfhqError, MissingWeightsError
 from ..files import sha256_file, write_text_atomic
@@ -204,6 +205,8 @@ class Trainer:
         self.log = log
         self.ranks, self.device = distributed.setup(cfg.device)
         self.main = self.ranks.main
+        if self.device.type == "cpu":
+            keep_freed_memory()  # see allocator.py: large activations reused, not page-faulted
         if self.device.type == "cuda":  # the official settings: cuDNN autotuning, no TF32
             torch.backends.cudnn.benchmark = not cfg.deterministic
             torch.backends.cuda.matmul.allow_tf32 = False
