@@ -270,7 +270,7 @@ def test_default_preview_is_small_on_a_cpu(pair):
     assert explorer.default_preview(G, "cpu") == 32  # capped at the network's resolution
     full = SimpleNamespace(synthesis=SimpleNamespace(
         block_resolutions=[2 ** i for i in range(2, 11)], img_resolution=1024), img_resolution=1024)
-    assert explorer.default_preview(full, "cpu") == 64
+    assert explorer.default_preview(full, "cpu") == 32
     assert explorer.default_preview(full, "cuda") == 256
 
 
