@@ -8,6 +8,7 @@ from drfhq_lib import notebooks
 from drfhq_lib.provenance import sidecar_path
 
 PATHS = notebooks.notebook_paths()
+TABLE_ONLY = {"00_networks"}  # its artefact is the table of networks this machine uses
 
 
 def test_there_are_notebooks():
@@ -38,6 +39,10 @@ def test_notebook_runs_and_writes_artefacts_with_provenance(nb, tmp_path):
     artefacts = [p for p in [*figures.glob("*"), *results.glob("*")]
                  if p.is_file() and not p.name.endswith(".provenance.json")]
     assert artefacts, f"{nb.name} wrote nothing into figures_dir or results_dir"
+    assert [p for p in results.glob(f"{nb.stem}.*") if p.suffix in (".csv", ".json")], \
+        f"{nb.name}: no table results_dir/{nb.stem}.csv|json"
+    if nb.stem not in TABLE_ONLY:
+        assert (figures / f"{nb.stem}.png").is_file(), f"{nb.name}: no figure {nb.stem}.png"
     for artefact in artefacts:
         record = json.loads(sidecar_path(artefact).read_text())
         assert record["artifact"] == artefact.name
