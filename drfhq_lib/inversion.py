@@ -24,10 +24,11 @@ run the official script on ``OUT/aligned`` and put each result at ``OUT/<method>
 (files ``<name>.png|jpg``). Fig. 12's encoders fine-tuned on DRFHQ may instead give their W+
 as ``<name>.npz`` (array ``ws``, ``[num_ws, 512]``), which is rendered here by G_real. Without
 results a method is "not run", with the checkpoint it needs named in the row and the figure.
-A native pSp/e4e encoder is not included yet: it needs the authors' IR-SE50 backbone with
-map2style heads read weights-only from their checkpoints, and the generator those encoders were
-trained with (rosinality's conversion of StyleGAN2 FFHQ config-f); without the checkpoints here,
-its outputs could not be checked against the official code's.
+pSp and e4e also run natively (``encoders``) when their official checkpoint is given as
+``checkpoints[method]`` (``psp_ffhq_encode.pt``, ``e4e_ffhq_encode.pt``, read weights-only):
+the aligned input is encoded as the official inference does, and the W+ is rendered by the
+checkpoint's own decoder (rosinality's conversion of StyleGAN2 FFHQ config-f, constant noise),
+resized to the working size. Without a checkpoint they behave as the other encoders.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from tqdm.auto import tqdm
 
 from .align import align_face
 from .dataset import Manifest
+from .encoders import (CHECKPOINT_NAMES, checkpoint_record, encoder_input, load_encoder,
+                       save_ws)
 from .enhance import CompositeParams, Networks, enhance_files, mask_statistics, postprocess_steps
 from .errors import DrfhqError
 from .files import atomic_path
@@ -161,6 +164,7 @@ class Context:
     progress: bool
     guide_sizes: tuple[int, int] = (SKETCH_SIZE, COLOR_SIZE)  # L_sketch's and L_color's
     _sketch: torch.nn.Module | None = None
+    encoders: list[Resolved] = field(default_factory=list)  # checkpoints of native encoders
 
     def sketch(self) -> torch.nn.Module:
         """The sketch extractor, built only when a method needs it (the baseline framework)."""
@@ -172,7 +176,7 @@ class Context:
 
     def resolved(self) -> list[Resolved]:
         extra = self._sketch.resolved if self._sketch is not None else []
-        return [*self.nets.resolved, *self.lpips.resolved, *extra]
+        return [*self.nets.resolved, *self.lpips.resolved, *extra, *self.encoders]
 
 
 # project(ctx, targets [name -> [3, R, R]], folder) -> latent files by name
@@ -385,6 +389,44 @@ def read_external_latent(path: Path) -> torch.Tensor:
     return ws[0] if ws.ndim == 3 and len(ws) == 1 else ws
 
 
+def _run_encoder(method: Method, ctx: Context, todo: dict, out: Path, size: int,
+                 checkpoint: Path) -> dict:
+    """pSp/e4e from their authors' checkpoint: each aligned input encoded, its W+ saved as
+    ``<name>.npz`` and rendered by the checkpoint's decoder at the working size."""
+    if not todo:
+        return {}
+    try:
+        net = load_encoder(checkpoint, ctx.device, kind=method.name)
+    except (DrfhqError, OSError, RuntimeError) as err:
+        return {name: _row(method.name, path, "failed", f"{type(err).__name__}: {err}")
+                for name, (path, _) in todo.items()}
+    rows = {}
+    for name, (path, aligned) in tqdm(todo.items(), desc=method.name, disable=not ctx.progress,
+                                      leave=False):
+        start = time.perf_counter()
+        try:
+            ws = net.ws(encoder_input(load_image(aligned), ctx.device))
+            save_ws(out / f"{name}.npz", ws[0], checkpoint=str(checkpoint), kind=net.kind,
+                    notes=net.notes)
+            _save_png(tensor_to_pil(resize(render(net.decoder, ws), size))[0],
+                      out / f"{name}.png")
+            rows[name] = _row(method.name, path, "ok",
+                              f"native {method.label} from {checkpoint.name}",
+                              time.perf_counter() - start, latent=str(out / f"{name}.npz"))
+        except (DrfhqError, OSError, ValueError, RuntimeError) as err:
+            rows[name] = _row(method.name, path, "failed", f"{type(err).__name__}: {err}")
+    return rows
+
+
+def _checked_checkpoints(checkpoints: dict[str, str | Path] | None) -> dict[str, Path]:
+    unknown = sorted(set(checkpoints or {}) - set(CHECKPOINT_NAMES))
+    if unknown:
+        raise DrfhqError(f"checkpoints given for {', '.join(unknown)}, but only "
+                         f"{', '.join(CHECKPOINT_NAMES)} run natively; give the others' "
+                         "results as `external` folders")
+    return {k: Path(v) for k, v in (checkpoints or {}).items()}
+
+
 def _run_external(method: Method, ctx: Context, todo: dict, out: Path, size: int,
                   folder: Path | None) -> dict:
     """Take each input's result from ``out`` or ``folder``; "not run" where there is none."""
@@ -458,21 +500,28 @@ def run_methods(inputs: Iterable[str | Path], methods: Iterable[str], out_dir: s
                 prefer: str = "auto", device: torch.device | str = "cpu",
                 external: dict[str, str | Path] | None = None, overwrite: bool = False,
                 progress: bool = True,
-                guide_sizes: tuple[int, int] = (SKETCH_SIZE, COLOR_SIZE)) -> InversionRun:
+                guide_sizes: tuple[int, int] = (SKETCH_SIZE, COLOR_SIZE),
+                checkpoints: dict[str, str | Path] | None = None) -> InversionRun:
     """Run ``methods`` on ``inputs``: ``OUT/<method>/<name>.png`` (+ ``.npz``) and
     ``OUT/inversion.csv``. A rerun skips results that exist (``overwrite``: recompute those
     of the methods that run here); a failing input or method is a row (status failed +
     reason) and the rest go on. ``size``: working resolution (alignment,
     results, metrics), default the generator's. ``guide_sizes``: where the baseline
-    framework's L_sketch and L_color look (the paper's 512 and 256)."""
+    framework's L_sketch and L_color look (the paper's 512 and 256). ``checkpoints``:
+    {"e4e" | "psp": official checkpoint file}, run natively (``encoders``) instead of
+    looking for the authors' results."""
     paths = [Path(p) for p in inputs]
     _check_names(paths)
     chosen = [get_method(m) for m in methods]
     out_dir, device = Path(out_dir), torch.device(device)
     size = size or nets.G_real.img_resolution
     external = {k: Path(v) for k, v in (external or {}).items()}
+    checkpoints = _checked_checkpoints(checkpoints)
     ctx = Context(nets, build_lpips(prefer, device), params, i2s, batch, prefer, device, progress,
                   tuple(guide_sizes))
+    if checkpoints:
+        ctx.encoders = [checkpoint_record(path, kind) for kind, path in checkpoints.items()
+                        if path.is_file() and kind in {m.name for m in chosen}]
     embedder = build_embedder(prefer, device)
     aligned, failed = _aligned(paths, out_dir, size)
     trained = {"trained": str(nets.trained).lower()}
@@ -487,6 +536,8 @@ def run_methods(inputs: Iterable[str | Path], methods: Iterable[str], out_dir: s
                     for name in todo:
                         (out / f"{name}.npz").unlink(missing_ok=True)
                 rows = _run_projection(method, ctx, aligned, todo, out, size) if todo else {}
+            elif method.name in checkpoints:
+                rows = _run_encoder(method, ctx, todo, out, size, checkpoints[method.name])
             else:
                 rows = _run_external(method, ctx, todo, out, size, external.get(method.name))
             for name, row in {**done, **rows}.items():
