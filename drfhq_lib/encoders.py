@@ -35,7 +35,7 @@ from .errors import CheckpointFormatError, DrfhqError, UnsafeCheckpointError
 from .files import atomic_path, sha256_file
 from .identity import BottleneckIR
 from .images import pil_to_tensor
-from .networks.checkpoint import _load_state
+from .networks.checkpoint import load_state_strict
 from .networks.rosinality import generator_from_rosinality
 from .weights import Resolved
 
@@ -336,12 +336,12 @@ def load_encoder(path: str | Path, device: torch.device | str = "cpu",
                                     f"{'encoder.*' if not enc_state else 'decoder.*'} tensors; "
                                     "not a pSp/e4e checkpoint")
     encoder = ENCODER_CLASSES[kind](**encoder_layout(path, enc_state))
-    _load_state(path, f"{kind} encoder", encoder, enc_state)
+    load_state_strict(path, f"{kind} encoder", encoder, enc_state)
     try:
         decoder, converted = generator_from_rosinality(dec_state)
     except CheckpointFormatError as err:
         raise CheckpointFormatError(f"{path}: decoder: {err}") from None
-    _load_state(path, "decoder", decoder, converted)
+    load_state_strict(path, "decoder", decoder, converted)
     if (decoder.num_ws, decoder.w_dim) != (encoder.num_ws, encoder.w_dim):
         raise CheckpointFormatError(f"{path}: the encoder gives {encoder.num_ws} x "
                                     f"{encoder.w_dim} codes, the decoder takes {decoder.num_ws} "

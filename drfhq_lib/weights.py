@@ -370,11 +370,11 @@ def read_torch_state(path: str | os.PathLike) -> dict:
 
 
 def load_strict(net, state: dict, path: str | os.PathLike, what: str, device="cpu"):
-    """``net`` with every parameter from ``state`` (no missing or extra names), frozen."""
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointFormatError(f"{path}: not {what}: {str(err)[:400]}") from err
+    """``net`` with every parameter from ``state`` (no missing, extra or misshaped names),
+    frozen; a mismatch is a CheckpointFormatError naming the file and a few of the names."""
+    from .networks.checkpoint import load_state_strict
+
+    load_state_strict(path, what, net, state)
     return net.eval().requires_grad_(False).to(device)
 
 

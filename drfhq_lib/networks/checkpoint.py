@@ -128,7 +128,7 @@ def _build(path, name, cls, args, kwargs):
                                     f"supported StyleGAN2 {cls.__name__}: {e}") from None
 
 
-def _load_state(path, name, module, tensors):
+def load_state_strict(path, name, module, tensors):
     """Strict load with a readable error listing a few missing/unexpected/misshaped names."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(tensors))
@@ -184,7 +184,7 @@ def _from_record(path, name, record):
     except CheckpointFormatError as e:
         raise CheckpointFormatError(f"{path}: {name}: {e}") from None
     module = _build(path, name, _CLASSES[expected], args, kwargs)
-    _load_state(path, name, module, tensors)
+    load_state_strict(path, name, module, tensors)
     return module
 
 
@@ -217,7 +217,7 @@ def _read_rosinality(path):
                 module, state = convert(data[key])
             except CheckpointFormatError as e:
                 raise CheckpointFormatError(f"{path}: {key}: {e}") from None
-            _load_state(path, name, module, state)
+            load_state_strict(path, name, module, state)
             nets[name] = module
     return nets, {}
 
@@ -245,7 +245,7 @@ def _read_ours(path):
             raise CheckpointFormatError(f"{path}: {name} has unknown class {spec.get('class')!r}")
         module = _build(path, name, cls, (), spec.get("init_kwargs", {}))
         prefix = f"{name}/"
-        _load_state(path, name, module, {k[len(prefix):]: v for k, v in tensors.items()
+        load_state_strict(path, name, module, {k[len(prefix):]: v for k, v in tensors.items()
                                           if k.startswith(prefix)})
         nets[name] = module
     extra.update({k[len("extra/"):]: v for k, v in tensors.items() if k.startswith("extra/")})
