@@ -31,7 +31,7 @@ import scipy.ndimage
 from PIL import Image
 
 from .errors import BadImageError, DrfhqError, NoFaceError
-from .files import atomic_path, write_json_atomic
+from .files import write_json_atomic, write_png_atomic
 from .images import DEFAULT_MAX_PIXELS, list_images, load_image, tensor_to_pil, to_rgb
 from .landmarks import Face, detect_faces, landmarks_in_box
 
@@ -521,10 +521,6 @@ def _status_of(err: Exception) -> str:
     return "error"
 
 
-def _save_png_atomic(image: Image.Image, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
 
 def _align_one(file: Path, output: Path, size: int, overwrite: bool, options: dict) -> dict:
     row = {"file": str(file), "status": "", "reason": "", "faces": "", "output": str(output),
@@ -543,7 +539,7 @@ def _align_one(file: Path, output: Path, size: int, overwrite: bool, options: di
                    reason=str(err) if isinstance(err, DrfhqError)
                    else f"{type(err).__name__}: {err}")
         return row
-    _save_png_atomic(result.image, output)
+    write_png_atomic(output, result.image)
     write_json_atomic(sidecar, result.record())
     row.update(status="ok", faces=result.faces_found or "", quad=json.dumps(result.quad.tolist()))
     if result.faces_found and result.faces_found > 1:

@@ -23,7 +23,7 @@ from . import composite, faceparse, weights
 from .align import Alignment, align_face, paste_back
 from .dataset import Manifest
 from .errors import DrfhqError
-from .files import atomic_path
+from .files import write_png_atomic
 from .images import list_images, load_image, pil_to_tensor, tensor_to_pil
 from .perceptual import build_lpips, resize
 from .projection import (ProjectionParams, default_batch, load_latent, project_to_files,
@@ -149,10 +149,6 @@ def comparison_strip(panels: list[Image.Image], height: int, warning: str = "") 
     return _stamp(strip, warning) if warning else strip
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
 
 def _row(path: Path, status: str, start: float | None = None, reason: str = "",
          final_lpips: str = "", output: str = "") -> dict:
@@ -219,11 +215,11 @@ def _enhance_aligned(todo, out_dir: Path, nets: Networks, params: ProjectionPara
             final = composite_into_original(result, original, alignment, mask, composite_params)
             if warning:
                 final = _stamp(final, warning)
-            _save_png(final, out_dir / f"{name}.png")
+            write_png_atomic(out_dir / f"{name}.png", final)
             panels = [original, alignment.image, *tensor_to_pil(reconstruction),
                       *tensor_to_pil(result), final]
-            _save_png(comparison_strip(panels, max(256, min(size, 512)), warning),
-                      out_dir / "compare" / f"{name}.png")
+            write_png_atomic(out_dir / "compare" / f"{name}.png",
+                             comparison_strip(panels, max(256, min(size, 512)), warning))
             manifest.add(_row(path, "ok", start, final_lpips=f"{latent['final_distance']:.4f}",
                               output=str(out_dir / f"{name}.png")))
         except (DrfhqError, OSError, ValueError, RuntimeError) as err:

@@ -51,13 +51,13 @@ from .encoders import (CHECKPOINT_NAMES, checkpoint_record, encoder_input, load_
                        save_ws)
 from .enhance import CompositeParams, Networks, enhance_files, mask_statistics, postprocess_steps
 from .errors import DrfhqError
-from .files import atomic_path
+from .files import write_png_atomic
 from .identity import FaceEmbedder, build_embedder, identity_similarity
 from .images import IMAGE_SUFFIXES, load_image, pil_to_tensor, tensor_to_pil
 from .losses import COLOR_SIZE, SKETCH_SIZE
 from .perceptual import LPIPSVGG16, build_lpips, resize
-from .projection import (Projection, ProjectionParams, Guide, identity_guide, load_latent,
-                         project_to_files, render, w_statistics)
+from .projection import (Guide, Projection, ProjectionParams, distance_to, identity_guide,
+                         load_latent, project_to_files, render, w_statistics)
 from .provenance import label_for_figure
 from .weights import Resolved, resolve
 
@@ -131,8 +131,7 @@ def i2s_project(G, targets: torch.Tensor, distance: Callable, params: I2SParams 
     optimizer = torch.optim.Adam([ws], lr=params.lr, betas=(0.9, 0.999), eps=1e-8)
     loss_size = min(params.loss_size, G.img_resolution)  # compared smaller, never enlarged
     target_small = resize(targets.float(), loss_size)
-    measure = (distance.against(target_small) if hasattr(distance, "against")
-               else lambda synth: distance(synth, target_small))
+    measure = distance_to(distance, target_small)
     history, lrs = [], []
     loss = dist = torch.zeros(n)
     for _ in tqdm(range(params.steps), desc=f"I2S {n}", disable=not progress, leave=False):
@@ -302,10 +301,6 @@ class InversionRun:
     trained: bool
 
 
-def _save_png(image: Image.Image, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
 
 def _aligned(paths: list[Path], out_dir: Path, size: int) -> tuple[dict, dict]:
     """``OUT/aligned/<name>.png`` for every input (reused on a rerun), and the failures."""
@@ -314,7 +309,7 @@ def _aligned(paths: list[Path], out_dir: Path, size: int) -> tuple[dict, dict]:
         target = out_dir / "aligned" / f"{path.stem}.png"
         try:
             if not target.exists():
-                _save_png(align_face(path, size=size).image, target)
+                write_png_atomic(target, align_face(path, size=size).image)
             aligned[path.stem] = (path, target)
         except (DrfhqError, OSError, ValueError) as err:
             failed[path.stem] = (path, str(err))
@@ -339,7 +334,7 @@ def _row(method: str, path: Path, status: str, reason: str = "", seconds: float 
 
 def _render_to_png(ctx: Context, ws: torch.Tensor, size: int, path: Path) -> None:
     result = resize(render(ctx.nets.G_real, ws[None].to(ctx.device)), size)
-    _save_png(tensor_to_pil(result)[0], path)
+    write_png_atomic(path, tensor_to_pil(result)[0])
 
 
 def _run_projection(method: Method, ctx: Context, aligned: dict, todo: dict, out: Path,
@@ -408,8 +403,8 @@ def _run_encoder(method: Method, ctx: Context, todo: dict, out: Path, size: int,
             ws = net.ws(encoder_input(load_image(aligned), ctx.device))
             save_ws(out / f"{name}.npz", ws[0], checkpoint=str(checkpoint), kind=net.kind,
                     notes=net.notes)
-            _save_png(tensor_to_pil(resize(render(net.decoder, ws), size))[0],
-                      out / f"{name}.png")
+            write_png_atomic(out / f"{name}.png",
+                             tensor_to_pil(resize(render(net.decoder, ws), size))[0])
             rows[name] = _row(method.name, path, "ok",
                               f"native {method.label} from {checkpoint.name}",
                               time.perf_counter() - start, latent=str(out / f"{name}.npz"))
@@ -445,7 +440,7 @@ def _run_external(method: Method, ctx: Context, todo: dict, out: Path, size: int
                 _render_to_png(ctx, ws, size, out / f"{name}.png")
             elif image is not None:
                 picture = load_image(image).resize((size, size), Image.Resampling.LANCZOS)
-                _save_png(picture, out / f"{name}.png")
+                write_png_atomic(out / f"{name}.png", picture)
             else:
                 rows[name] = _row(method.name, path, "not run", method.how_to_supply(out.parent))
                 continue

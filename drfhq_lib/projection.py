@@ -142,7 +142,8 @@ def default_batch(device: torch.device, resolution: int) -> int:
     return 4 if resolution <= 512 else 2
 
 
-def _distance_to(distance: Distance, target: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def distance_to(distance: Distance, target: torch.Tensor
+                ) -> Callable[[torch.Tensor], torch.Tensor]:
     """``synth -> distance(synth, target)``; an LPIPS network computes the target's features
     once instead of at every step (``LPIPSVGG16.against``)."""
     if hasattr(distance, "against"):
@@ -176,7 +177,7 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
     noise = {name: _per_image_randn(gens, (1, *hw), device).requires_grad_(True)
              for name, hw in shapes.items()}
     optimizer = torch.optim.Adam([ws, *noise.values()], betas=(0.9, 0.999), lr=params.initial_lr)
-    measure = _distance_to(distance, _downsample(targets.float(), params.loss_size))
+    measure = distance_to(distance, _downsample(targets.float(), params.loss_size))
 
     history = []
     bar = tqdm(range(params.steps), desc=f"projecting {n}", disable=not progress, leave=False)

@@ -22,6 +22,24 @@ def empty_weights(tmp_path, monkeypatch):
     return folder
 
 
+def substitute_or_skip(build):
+    """``build()``, or skip the test when the offline substitute weights are not installed."""
+    from drfhq_lib.errors import MissingWeightsError
+
+    try:
+        return build()
+    except MissingWeightsError as err:
+        pytest.skip(f"HED weights not installed (run `drfhq weights install-substitutes`): {err}")
+
+
+@pytest.fixture(scope="session")
+def lpips_hed():
+    """The registry's LPIPS substitute (VGG16 trunk of HED), built once per test run."""
+    from drfhq_lib.perceptual import build_lpips
+
+    return substitute_or_skip(lambda: build_lpips("substitute"))
+
+
 # ----------------------------------------------------------------------------- tiny loss networks
 
 class TinySketch(nn.Module):

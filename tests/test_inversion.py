@@ -107,10 +107,8 @@ def test_i2s_defaults_are_the_papers():
     assert (p.steps, p.lr, p.mse_weight, p.perceptual_weight) == (5000, 0.01, 1.0, 1.0)
 
 
-def test_i2s_distance_is_mse_plus_lpips_with_or_without_cached_target():
-    from drfhq_lib.perceptual import build_lpips
-
-    lpips = build_lpips("substitute")
+def test_i2s_distance_is_mse_plus_lpips_with_or_without_cached_target(lpips_hed):
+    lpips = lpips_hed
     x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
     d = inversion.i2s_distance(lpips, inversion.I2SParams(mse_weight=2.0, perceptual_weight=0.5))
     expected = 2.0 * (x - y).square().flatten(1).mean(1) + 0.5 * lpips(x, y)
@@ -118,13 +116,11 @@ def test_i2s_distance_is_mse_plus_lpips_with_or_without_cached_target():
     assert torch.allclose(d.against(y)(x), expected, atol=1e-5)
 
 
-def test_i2s_moves_only_w_plus_at_a_constant_learning_rate(nets):
-    from drfhq_lib.perceptual import build_lpips
-
+def test_i2s_moves_only_w_plus_at_a_constant_learning_rate(nets, lpips_hed):
     G = nets.G_rendering
     noise_before = {k: v.clone() for k, v in G.synthesis.named_buffers() if "noise" in k}
     target = torch.rand(1, 3, 32, 32) * 2 - 1
-    lpips = build_lpips("substitute")
+    lpips = lpips_hed
     w_avg, w_std = inversion.w_statistics(G, I2S, torch.device("cpu"))
     result = inversion.i2s_project(G, target, inversion.i2s_distance(lpips, I2S),
                                    inversion.I2SParams(steps=4), progress=False,

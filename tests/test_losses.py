@@ -6,16 +6,13 @@ import math
 import pytest
 import torch
 
+from conftest import substitute_or_skip
 from drfhq_lib import losses, perceptual, sketch
-from drfhq_lib.errors import MissingWeightsError
 
 
 @pytest.fixture(scope="module")
-def nets():
-    try:
-        return sketch.build_sketch("substitute"), perceptual.build_lpips("substitute")
-    except MissingWeightsError as err:
-        pytest.skip(f"HED weights not installed (run `drfhq weights install-substitutes`): {err}")
+def nets(lpips_hed):
+    return substitute_or_skip(lambda: sketch.build_sketch("substitute")), lpips_hed
 
 
 def tiny_generator(resolution=32):

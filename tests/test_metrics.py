@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import DATA
-from drfhq_lib import metrics, perceptual
+from drfhq_lib import metrics
 from drfhq_lib.errors import CheckpointFormatError, MissingWeightsError
 from drfhq_lib.images import pil_to_tensor
 
@@ -196,11 +196,8 @@ def test_image_files_from_folder_and_zip(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def lpips_net():
-    try:
-        return perceptual.build_lpips("substitute")
-    except MissingWeightsError as err:
-        pytest.skip(f"HED weights not installed (run `drfhq weights install-substitutes`): {err}")
+def lpips_net(lpips_hed):
+    return lpips_hed
 
 
 def test_pair_table_of_identical_pairs_is_zero(lpips_net):

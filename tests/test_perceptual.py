@@ -15,14 +15,6 @@ from drfhq_lib.images import pil_to_tensor
 
 
 @pytest.fixture(scope="module")
-def lpips_hed():
-    try:
-        return perceptual.build_lpips("substitute")
-    except MissingWeightsError as err:
-        pytest.skip(f"HED weights not installed (run `drfhq weights install-substitutes`): {err}")
-
-
-@pytest.fixture(scope="module")
 def face():
     return pil_to_tensor(Image.open(DATA / "obama.jpg").resize((64, 80)))
 

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from drfhq_lib.networks import Generator
-from drfhq_lib.perceptual import build_lpips
 from drfhq_lib import projection
 from drfhq_lib.losses import sketch_distance
 from drfhq_lib.perceptual import blurred_lpips
@@ -26,8 +25,8 @@ def G():
 
 
 @pytest.fixture(scope="module")
-def lpips_net():
-    return build_lpips("substitute")
+def lpips_net(lpips_hed):
+    return lpips_hed
 
 
 @pytest.fixture(scope="module")

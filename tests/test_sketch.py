@@ -9,16 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import substitute_or_skip
 from drfhq_lib import sketch, weights
 from drfhq_lib.errors import CheckpointFormatError, MissingWeightsError, UnsafeCheckpointError
 
 
 @pytest.fixture(scope="module")
 def hed_path():
-    try:
-        return weights.official_path("hed")
-    except MissingWeightsError as err:
-        pytest.skip(f"HED weights not installed (run `drfhq weights install-substitutes`): {err}")
+    return substitute_or_skip(lambda: weights.official_path("hed"))
 
 
 @pytest.fixture(scope="module")

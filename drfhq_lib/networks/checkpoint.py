@@ -78,7 +78,8 @@ def save_network(path, nets, extra=None):
                             "expected Generator/Discriminator under a name without '/'")
         specs[name] = {"class": cls.__name__, "init_kwargs": net.init_kwargs}
         for key, value in net.state_dict().items():  # copies: safetensors refuses shared storage
-            tensors[f"{name}/{key}"] = value.detach().cpu().clone(memory_format=torch.contiguous_format)
+            copy = value.detach().cpu().clone(memory_format=torch.contiguous_format)
+            tensors[f"{name}/{key}"] = copy
     extra = dict(extra or {})
     for key in [k for k, v in extra.items() if isinstance(v, torch.Tensor)]:
         tensors[f"extra/{key}"] = extra.pop(key).detach().cpu().contiguous()
