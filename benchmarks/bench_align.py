@@ -21,9 +21,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from drfhq_lib.align import align_face, detect_landmarks
+from drfhq_lib.data.align import align_face, detect_landmarks
 from drfhq_lib.errors import NoFaceError
-from drfhq_lib.images import list_images, load_image
+from drfhq_lib.data.images import list_images, load_image
 
 
 def given_landmarks(path: Path, image) -> np.ndarray | None:

@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drfhq_lib import finetune  # noqa: E402
-from drfhq_lib.networks import Discriminator, Generator, save_network  # noqa: E402
+from drfhq_lib.nets import Discriminator, Generator, save_network  # noqa: E402
 
 
 def write_source(path: Path, resolution: int, channel_base: int, channel_max: int) -> Path:

@@ -27,8 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from drfhq_lib import identity, losses, perceptual, sketch  # noqa: E402
-from drfhq_lib.images import pil_to_tensor  # noqa: E402
+from drfhq_lib.nets import identity  # noqa: E402
+from drfhq_lib.finetune import losses  # noqa: E402
+from drfhq_lib.nets import perceptual  # noqa: E402
+from drfhq_lib.nets import sketch  # noqa: E402
+from drfhq_lib.data.images import pil_to_tensor  # noqa: E402
 
 NOISE_SIZES = [4] + [r for r in (8, 16, 32, 64, 128, 256, 512, 1024) for _ in range(2)]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from drfhq_lib.networks import Discriminator, Generator  # noqa: E402
+from drfhq_lib.nets import Discriminator, Generator  # noqa: E402
 
 
 TASKS = ("G fwd", "G fwd+bwd(W+)", "D fwd")

@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from drfhq_lib.networks import Generator
-from drfhq_lib.perceptual import build_lpips
-from drfhq_lib.projection import ProjectionParams, default_batch, project, w_statistics
+from drfhq_lib.nets import Generator
+from drfhq_lib.nets.perceptual import build_lpips
+from drfhq_lib.infer.projection import ProjectionParams, default_batch, project, w_statistics
 
 
 def seconds_per_portrait_per_100_steps(G, lpips, batch: int, steps: int, device

@@ -10,16 +10,16 @@ import argparse
 import importlib
 import sys
 
-from .allocator import keep_freed_memory
-from .errors import DrfhqError
+from drfhq_lib.allocator import keep_freed_memory
+from drfhq_lib.errors import DrfhqError
 
 COMMAND_MODULES = [
-    "drfhq_lib.weights",
+    "drfhq_lib.nets.weights",
     "drfhq_lib.notebooks",
-    "drfhq_lib.align",
-    "drfhq_lib.dataset",
+    "drfhq_lib.data.align",
+    "drfhq_lib.data.dataset",
     "drfhq_lib.finetune",
-    "drfhq_lib.enhance",
+    "drfhq_lib.infer.enhance",
 ]
 
 

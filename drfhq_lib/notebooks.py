@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .files import write_text_atomic
+from drfhq_lib.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"

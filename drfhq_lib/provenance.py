@@ -15,9 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from . import __version__
-from .files import write_json_atomic
-from .weights import Resolved
+from drfhq_lib import __version__
+from drfhq_lib.files import write_json_atomic
+from drfhq_lib.nets.weights import Resolved
 
 SUFFIX = ".provenance.json"
 

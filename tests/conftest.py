@@ -35,7 +35,7 @@ def substitute_or_skip(build):
 @pytest.fixture(scope="session")
 def lpips_hed():
     """The registry's LPIPS substitute (VGG16 trunk of HED), built once per test run."""
-    from drfhq_lib.perceptual import build_lpips
+    from drfhq_lib.nets.perceptual import build_lpips
 
     return substitute_or_skip(lambda: build_lpips("substitute"))
 

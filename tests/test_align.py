@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drfhq_lib import align as align_module
-from drfhq_lib.align import (FaceTooSmallError, align_face, align_folder, detect_landmarks,
+from drfhq_lib.data import align as align_module
+from drfhq_lib.data.align import (FaceTooSmallError, align_face, align_folder, detect_landmarks,
                              paste_back, read_sidecar, transform_points)
 from drfhq_lib.errors import BadImageError, NoFaceError
-from drfhq_lib.images import load_image, pil_to_tensor
+from drfhq_lib.data.images import load_image, pil_to_tensor
 
 from conftest import DATA
 
@@ -352,7 +352,7 @@ def test_output_names_never_collide(tmp_path):
 def test_cli_align(tmp_path, batch_inputs, capsys):
     from drfhq_lib import cli
 
-    if "drfhq_lib.align" not in cli.COMMAND_MODULES:
+    if "drfhq_lib.data.align" not in cli.COMMAND_MODULES:
         pytest.skip("align is not registered in cli.COMMAND_MODULES")
     code = cli.main(["align", str(batch_inputs / "obama.png"), str(batch_inputs / "broken.png"),
                      "--out", str(tmp_path / "o"), "--size", "64"])

@@ -1,4 +1,4 @@
-"""ADA augmentation: the 'bgc' pipeline and the adaptive-p controller (drfhq_lib.augment)."""
+"""ADA augmentation: the 'bgc' pipeline and the adaptive-p controller (drfhq_lib.data.augment)."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drfhq_lib.augment import (COLOUR, GEOMETRIC, MAGNITUDES, AdaController, AugmentPipe,
+from drfhq_lib.data.augment import (COLOUR, GEOMETRIC, MAGNITUDES, AdaController, AugmentPipe,
                                ada_adjustment, distributed_sum)
 from drfhq_lib.errors import DrfhqError
 

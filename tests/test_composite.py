@@ -1,6 +1,6 @@
 import torch
 
-from drfhq_lib import composite
+from drfhq_lib.infer import composite
 
 
 def _images(seed=0):

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from drfhq_lib import cli
-from drfhq_lib.dataset import (RateLimiter, apply_rejects, archive_name, download_urls,
+from drfhq_lib.data.dataset import (RateLimiter, apply_rejects, archive_name, download_urls,
                                open_dataset, pack_dataset, read_rejects, read_url_list,
                                write_demo_inputs, write_rejects)
 from drfhq_lib.errors import BadImageError, DrfhqError

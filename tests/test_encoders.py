@@ -12,12 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from drfhq_lib import encoders, enhance, inversion
-from drfhq_lib.enhance import Networks
+from drfhq_lib.nets import encoders
+from drfhq_lib.infer import enhance
+from drfhq_lib.eval import inversion
+from drfhq_lib.infer.enhance import Networks
 from drfhq_lib.errors import CheckpointFormatError, DrfhqError, UnsafeCheckpointError
-from drfhq_lib.images import load_image, tensor_to_pil
-from drfhq_lib.perceptual import resize
-from drfhq_lib.projection import ProjectionParams, render
+from drfhq_lib.data.images import load_image, tensor_to_pil
+from drfhq_lib.nets.perceptual import resize
+from drfhq_lib.infer.projection import ProjectionParams, render
 from test_networks import tiny_g, to_rosinality_generator
 
 TINY_STAGES = ((16, 16, 1), (16, 32, 2), (32, 48, 1), (48, 64, 1))  # 4 stages, SE needs >= 16

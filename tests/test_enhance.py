@@ -5,8 +5,8 @@ import csv
 import pytest
 from PIL import Image
 
-from drfhq_lib import enhance
-from drfhq_lib.projection import ProjectionParams
+from drfhq_lib.infer import enhance
+from drfhq_lib.infer.projection import ProjectionParams
 
 
 @pytest.fixture(scope="module")

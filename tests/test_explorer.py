@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from drfhq_lib import explorer
+from drfhq_lib.apps import explorer
 from drfhq_lib.errors import DrfhqError
 from drfhq_lib.finetune import tiny_networks
-from drfhq_lib.projection import ProjectionParams, render, save_latent
+from drfhq_lib.infer.projection import ProjectionParams, render, save_latent
 
 
 def _tiny(resolution=32, seed=0):

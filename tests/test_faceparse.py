@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 
 from conftest import DATA
-from drfhq_lib import faceparse, landmarks
+from drfhq_lib.nets import faceparse
+from drfhq_lib.data import landmarks
 from drfhq_lib.errors import CheckpointFormatError, MissingWeightsError, NoFaceError
-from drfhq_lib.images import pil_to_tensor, tensor_to_uint8
+from drfhq_lib.data.images import pil_to_tensor, tensor_to_uint8
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from drfhq_lib.figures import as_array, image_grid, save_figure
+from drfhq_lib.eval.figures import as_array, image_grid, save_figure
 
 
 def test_cells_of_every_kind_become_the_same_pixels():

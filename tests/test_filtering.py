@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drfhq_lib.dataset import apply_rejects, read_rejects, write_rejects
-from drfhq_lib.filtering import RejectGrid, thumbnail_png
+from drfhq_lib.data.dataset import apply_rejects, read_rejects, write_rejects
+from drfhq_lib.data.filtering import RejectGrid, thumbnail_png
 
 pytest.importorskip("ipywidgets")
 

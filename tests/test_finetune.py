@@ -18,7 +18,7 @@ from conftest import TinyLPIPS, TinySketch
 from drfhq_lib import finetune
 from drfhq_lib.finetune import snapshots
 from drfhq_lib.finetune.data import DatasetResolutionError, step_indices
-from drfhq_lib.networks import load_network
+from drfhq_lib.nets import load_network
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = 16
@@ -213,7 +213,8 @@ def test_loss_ablation_switches(files, tmp_path, name):
 
 
 def test_cli_with_registry_networks_writes_provenance(files, tmp_path):
-    from drfhq_lib import cli, weights
+    from drfhq_lib import cli
+    from drfhq_lib.nets import weights
 
     try:
         resolved = [weights.resolve("dfe-sketch"), weights.resolve("lpips-vgg16")]

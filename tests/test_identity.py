@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from conftest import DATA
-from drfhq_lib import identity
+from drfhq_lib.nets import identity
 from drfhq_lib.errors import CheckpointFormatError, MissingWeightsError
-from drfhq_lib.images import pil_to_tensor
+from drfhq_lib.data.images import pil_to_tensor
 
 
 def photo(name):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from drfhq_lib.errors import BadImageError
-from drfhq_lib.images import list_images, load_image, to_rgb
+from drfhq_lib.data.images import list_images, load_image, to_rgb
 
 from conftest import DATA
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from drfhq_lib import enhance, inversion
-from drfhq_lib.enhance import Networks
-from drfhq_lib.images import load_image, pil_to_tensor, tensor_to_pil
-from drfhq_lib.perceptual import resize
-from drfhq_lib.projection import ProjectionParams, load_latent, render
+from drfhq_lib.infer import enhance
+from drfhq_lib.eval import inversion
+from drfhq_lib.infer.enhance import Networks
+from drfhq_lib.data.images import load_image, pil_to_tensor, tensor_to_pil
+from drfhq_lib.nets.perceptual import resize
+from drfhq_lib.infer.projection import ProjectionParams, load_latent, render
 
 PORTRAIT = enhance.SAMPLES / "kenji_portrait.png"
 PARAMS = ProjectionParams(steps=2, w_avg_samples=1000)
@@ -208,7 +209,7 @@ def test_comparison_figure_is_stamped_and_names_not_run_methods(projected, nets,
     out, bad, run = projected
     fig = inversion.comparison_figure(run, ["e4e", "ours"], nets, "Fig. 7")
     texts = [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in ax.texts]
-    from drfhq_lib.figures import UNTRAINED, save_figure
+    from drfhq_lib.eval.figures import UNTRAINED, save_figure
 
     assert UNTRAINED in texts
     assert any("not run" in t for t in texts)  # e4e has no row in this run

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from conftest import substitute_or_skip
-from drfhq_lib import losses, perceptual, sketch
+from drfhq_lib.finetune import losses
+from drfhq_lib.nets import perceptual
+from drfhq_lib.nets import sketch
 
 
 @pytest.fixture(scope="module")
@@ -16,10 +18,10 @@ def nets(lpips_hed):
 
 
 def tiny_generator(resolution=32):
-    """A small StyleGAN2 generator (drfhq_lib.networks), or a parameter image if that is absent."""
+    """A small StyleGAN2 generator (drfhq_lib.nets), or a parameter image if that is absent."""
     torch.manual_seed(0)
     try:
-        from drfhq_lib.networks import Generator
+        from drfhq_lib.nets import Generator
 
         G = Generator(z_dim=32, w_dim=32, img_resolution=resolution, channel_base=256,
                       channel_max=32)

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from conftest import DATA
-from drfhq_lib import metrics
+from drfhq_lib.eval import metrics
 from drfhq_lib.errors import CheckpointFormatError, MissingWeightsError
-from drfhq_lib.images import pil_to_tensor
+from drfhq_lib.data.images import pil_to_tensor
 
 
 def photo(name, size=None):
@@ -161,7 +161,7 @@ def test_generator_source_is_torch_fidelitys_interface():
 
 
 def test_generator_source_from_a_stylegan_generator():
-    networks = pytest.importorskip("drfhq_lib.networks")
+    networks = pytest.importorskip("drfhq_lib.nets")
     torch.manual_seed(0)
     G = networks.Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=128, channel_max=16)
     source = metrics.GeneratorSource.from_stylegan(G)
@@ -211,7 +211,7 @@ def test_pair_table_of_identical_pairs_is_zero(lpips_net):
 
 
 def test_identity_table_rows_and_written_csv(tmp_path, faces):
-    from drfhq_lib.identity import build_embedder
+    from drfhq_lib.nets.identity import build_embedder
 
     embedder = build_embedder("substitute")
     rows = metrics.identity_table({

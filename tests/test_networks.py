@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from drfhq_lib.errors import CheckpointFormatError, UnsafeCheckpointError
-from drfhq_lib.networks import Discriminator, Generator, load_extra, load_network, save_network
-from drfhq_lib.networks import ops
-from drfhq_lib.networks.stylegan2 import FullyConnectedLayer, MinibatchStdLayer
+from drfhq_lib.nets import Discriminator, Generator, load_extra, load_network, save_network
+from drfhq_lib.nets import ops
+from drfhq_lib.nets.stylegan2 import FullyConnectedLayer, MinibatchStdLayer
 
 TINY = dict(z_dim=32, w_dim=32, img_resolution=32, channel_base=512, channel_max=32)
 TINY_D = dict(img_resolution=32, channel_base=512, channel_max=32)

@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import DATA
-from drfhq_lib import perceptual, weights
+from drfhq_lib.nets import perceptual
+from drfhq_lib.nets import weights
 from drfhq_lib.errors import ChecksumError, MissingWeightsError
-from drfhq_lib.images import pil_to_tensor
+from drfhq_lib.data.images import pil_to_tensor
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from drfhq_lib.networks import Generator
-from drfhq_lib import projection
-from drfhq_lib.losses import sketch_distance
-from drfhq_lib.perceptual import blurred_lpips
-from drfhq_lib.projection import (ProjectionParams, identity_guide, latent_noise_scale,
+from drfhq_lib.nets import Generator
+from drfhq_lib.infer import projection
+from drfhq_lib.finetune.losses import sketch_distance
+from drfhq_lib.nets.perceptual import blurred_lpips
+from drfhq_lib.infer.projection import (ProjectionParams, identity_guide, latent_noise_scale,
                                   learning_rate, load_latent, project, project_to_files, render)
 
 STEPS = 30
@@ -75,7 +75,7 @@ def test_batch_equals_one_at_a_time(G, targets, lpips_net, params, batched):
 
 
 def _w_start(G, params):
-    from drfhq_lib.projection import w_statistics
+    from drfhq_lib.infer.projection import w_statistics
 
     return w_statistics(G, params, torch.device("cpu"))[0]
 

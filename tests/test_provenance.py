@@ -3,7 +3,8 @@ import subprocess
 
 import pytest
 
-from drfhq_lib import provenance, weights
+from drfhq_lib import provenance
+from drfhq_lib.nets import weights
 
 
 def test_sidecar_records_networks_params_commit(tmp_path, empty_weights):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import substitute_or_skip
-from drfhq_lib import sketch, weights
+from drfhq_lib.nets import sketch
+from drfhq_lib.nets import weights
 from drfhq_lib.errors import CheckpointFormatError, MissingWeightsError, UnsafeCheckpointError
 
 

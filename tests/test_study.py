@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from drfhq_lib import study as st
-from drfhq_lib.figures import save_figure
+from drfhq_lib.apps import study as st
+from drfhq_lib.eval.figures import save_figure
 
 
 def _png(path: Path, colour) -> Path:

@@ -1,4 +1,4 @@
-"""Named generator variants (drfhq_lib.variants) on tiny CPU networks: loading files and run
+"""Named generator variants (drfhq_lib.eval.variants) on tiny CPU networks: loading files and run
 folders, "not run" records, training on request and reuse, the same latents through several
 generators, Fig. 10's loss switches and Tab. 3's pair metrics."""
 
@@ -10,10 +10,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from drfhq_lib import finetune, variants
+from drfhq_lib import finetune
+from drfhq_lib.eval import variants
 from drfhq_lib.errors import MissingWeightsError
 from drfhq_lib.finetune import snapshots
-from drfhq_lib.networks import load_network
+from drfhq_lib.nets import load_network
 from conftest import TinyLPIPS, TinySketch
 
 RES = 16
@@ -80,7 +81,7 @@ def test_official_g_real_missing_is_an_error_saying_how_to_get_it(empty_weights)
 
 
 def test_a_third_party_network_file_counts_as_trained(files, tmp_path):
-    from drfhq_lib.networks import save_network
+    from drfhq_lib.nets import save_network
 
     G = load_network(files["other"])["G_ema"]
     save_network(tmp_path / "nada.safetensors", {"G_ema": G})  # no 'untrained' mark
@@ -197,7 +198,7 @@ def test_incompatible_and_missing_generators_become_not_run_cells(files):
 
 
 def test_comparison_row_keeps_columns_and_never_invents_a_distance(files):
-    from drfhq_lib.identity import build_embedder
+    from drfhq_lib.nets.identity import build_embedder
 
     real = variants.source_variant(files["source"])
     missing = variants.not_run("NADA", "no file")
@@ -233,8 +234,8 @@ def test_pair_row_on_known_pairs():
 
 
 def test_enhanced_pairs_are_the_projected_face_and_its_g_real_render(files, tmp_path):
-    from drfhq_lib.enhance import SAMPLES
-    from drfhq_lib.projection import ProjectionParams, load_latent, render
+    from drfhq_lib.infer.enhance import SAMPLES
+    from drfhq_lib.infer.projection import ProjectionParams, load_latent, render
 
     real = variants.source_variant(files["source32"])
     rendering = replace(variants.source_variant(files["source32"]), name="DRFHQ")

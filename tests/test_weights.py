@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from drfhq_lib import weights
+from drfhq_lib.nets import weights
 from drfhq_lib.cli import main as cli_main
 from drfhq_lib.errors import ChecksumError, DrfhqError, MissingWeightsError
 

@@ -25,14 +25,14 @@ Modules: :mod:`.config` (settings), :mod:`.data` (x-flips, stateless sampling),
 
 from __future__ import annotations
 
-from .cli import add_cli
-from .config import ConfigError, FinetuneConfig
-from .data import DatasetResolutionError, MirroredDataset
-from .objective import IdentityTerms, StyleGAN2Objective
-from .snapshots import latest_snapshot, network_path, state_path
-from .tiny import make_tiny_dataset, make_tiny_source, tiny_networks
-from .trainer import LOG_NAME, Trainer, is_frozen, source_is_untrained, source_record
-from .summary import read_log, render_comparison, save_comparison_figure, summarize
+from drfhq_lib.finetune.cli import add_cli
+from drfhq_lib.finetune.config import ConfigError, FinetuneConfig
+from drfhq_lib.finetune.data import DatasetResolutionError, MirroredDataset
+from drfhq_lib.finetune.objective import IdentityTerms, StyleGAN2Objective
+from drfhq_lib.finetune.snapshots import latest_snapshot, network_path, state_path
+from drfhq_lib.finetune.tiny import make_tiny_dataset, make_tiny_source, tiny_networks
+from drfhq_lib.finetune.trainer import LOG_NAME, Trainer, is_frozen, source_is_untrained, source_record
+from drfhq_lib.finetune.summary import read_log, render_comparison, save_comparison_figure, summarize
 
 
 def train(config: FinetuneConfig | None = None, resume=None, overrides: dict | None = None,

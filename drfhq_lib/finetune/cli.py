@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import FinetuneConfig
+from drfhq_lib.finetune.config import FinetuneConfig
 
 _S = argparse.SUPPRESS
 
@@ -75,7 +75,7 @@ def add_cli(subparsers) -> None:
 
 
 def _run(args) -> int:
-    from .trainer import Trainer
+    from drfhq_lib.finetune.trainer import Trainer
 
     overrides = {k: v for k, v in vars(args).items()
                  if k in FinetuneConfig.__dataclass_fields__}

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..errors import DrfhqError
-from ..losses import BLUR_SIGMA, BLUR_SIZE, COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE
+from drfhq_lib.errors import DrfhqError
+from drfhq_lib.finetune.losses import BLUR_SIGMA, BLUR_SIZE, COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE
 
 AugMode = Literal["ada", "noaug", "fixed"]
 

@@ -1,6 +1,6 @@
 """Training images: x-flip amplification, resolution check, stateless sampling.
 
-Images are read by :func:`drfhq_lib.dataset.open_dataset` (a dataset zip or folder). With
+Images are read by :func:`drfhq_lib.data.dataset.open_dataset` (a dataset zip or folder). With
 ``xflip`` the dataset is doubled as StyleGAN2-ADA's ``--mirror=1`` does: index ``i + n`` is image
 ``i`` mirrored left-right.
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..dataset import open_dataset
-from ..errors import DrfhqError
+from drfhq_lib.data.dataset import open_dataset
+from drfhq_lib.errors import DrfhqError
 
 
 class DatasetResolutionError(DrfhqError):

@@ -32,8 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import losses
-from . import distributed
+from drfhq_lib.finetune import losses
+from drfhq_lib.finetune import distributed
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A snapshot after ``nimg`` real images is a pair of files, written in this order:
 
 * ``network-<nimg>.safetensors`` -- G (G_rendering), G_ema (G_rendering_ema) and D, written by
-  :func:`drfhq_lib.networks.save_network` (temporary file + rename); ``load_network`` reads it
+  :func:`drfhq_lib.nets.save_network` (temporary file + rename); ``load_network`` reads it
   like any other network file;
 * ``state-<nimg>.pt`` -- everything else a resumed run needs (optimiser states, augmentation
   p and ADA controller, pl_mean, step and image counts, RNG states, the configuration), written
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointFormatError
-from ..networks import load_network, save_network
+from drfhq_lib.errors import CheckpointFormatError
+from drfhq_lib.nets import load_network, save_network
 
 STATE_FORMAT = "drfhq-finetune-state/1"
 _STATE_RE = re.compile(r"^state-(\d{9,})\.pt$")

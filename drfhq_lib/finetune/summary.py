@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ..networks import load_network
-from .trainer import LOG_NAME, SEED_FIGURE, derived_seed
+from drfhq_lib.nets import load_network
+from drfhq_lib.finetune.trainer import LOG_NAME, SEED_FIGURE, derived_seed
 
 
 def read_log(out: str | Path) -> list[dict]:
@@ -54,7 +54,7 @@ def save_comparison_figure(path: str | Path, real: torch.Tensor, rendering: torc
                            title: str = "", warning: str = "", note: str = "") -> Path:
     """Two rows (G_real, G_rendering), one column per latent; ``warning`` is printed in red
     across the figure (e.g. for an untrained network), ``note`` in small print below."""
-    from ..figures import image_grid, save_figure
+    from drfhq_lib.eval.figures import image_grid, save_figure
 
     fig = image_grid([list(real), list(rendering)], row_labels=("G_real", "G_rendering"),
                      title=title, warning=warning, note=note)

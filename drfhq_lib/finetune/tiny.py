@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..dataset import archive_name
-from ..files import atomic_path
-from ..images import load_image
-from ..networks import Discriminator, Generator, save_network
-from .trainer import UNTRAINED_LABEL
+from drfhq_lib.data.dataset import archive_name
+from drfhq_lib.files import atomic_path
+from drfhq_lib.data.images import load_image
+from drfhq_lib.nets import Discriminator, Generator, save_network
+from drfhq_lib.finetune.trainer import UNTRAINED_LABEL
 
 
 def tiny_networks(resolution: int = 32, channels: int = 32, z_dim: int = 32,

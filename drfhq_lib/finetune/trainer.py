@@ -38,18 +38,18 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .. import weights
-from ..allocator import keep_freed_memory
-from ..augment import AdaController, AugmentPipe, distributed_sum
-from ..errors import DrfhqError, MissingWeightsError
-from ..files import sha256_file, write_text_atomic
-from ..images import tensor_to_uint8
-from ..networks import Discriminator, Generator, load_extra, load_network
-from ..weights import Resolved
-from . import distributed, snapshots
-from .config import ConfigError, FinetuneConfig
-from .data import BatchLoader, MirroredDataset
-from .objective import IdentityTerms, StyleGAN2Objective
+from drfhq_lib.nets import weights
+from drfhq_lib.allocator import keep_freed_memory
+from drfhq_lib.data.augment import AdaController, AugmentPipe, distributed_sum
+from drfhq_lib.errors import DrfhqError, MissingWeightsError
+from drfhq_lib.files import sha256_file, write_text_atomic
+from drfhq_lib.data.images import tensor_to_uint8
+from drfhq_lib.nets import Discriminator, Generator, load_extra, load_network
+from drfhq_lib.nets.weights import Resolved
+from drfhq_lib.finetune import distributed, snapshots
+from drfhq_lib.finetune.config import ConfigError, FinetuneConfig
+from drfhq_lib.finetune.data import BatchLoader, MirroredDataset
+from drfhq_lib.finetune.objective import IdentityTerms, StyleGAN2Objective
 
 LOG_NAME = "log.jsonl"
 UNTRAINED_LABEL = "stylegan2-untrained-small"
@@ -193,7 +193,7 @@ class Trainer:
     """One fine-tuning run; ``run()`` trains to ``config.kimg`` and returns the final network file.
 
     ``sketch_net`` / ``lpips_net`` / ``embedder`` replace the registry's networks (tests and
-    benchmarks pass small ones); ``None`` builds them through :mod:`drfhq_lib.weights` as
+    benchmarks pass small ones); ``None`` builds them through :mod:`drfhq_lib.nets.weights` as
     ``config.prefer`` says, only for the terms that are switched on.
     """
 
@@ -327,10 +327,10 @@ class Trainer:
     def _identity_terms(self, sketch_net, lpips_net) -> IdentityTerms:
         cfg = self.cfg
         if cfg.sketch and sketch_net is None:
-            from ..sketch import build_sketch
+            from drfhq_lib.nets.sketch import build_sketch
             sketch_net = build_sketch(cfg.prefer, self.device)
         if cfg.color and lpips_net is None:
-            from ..perceptual import build_lpips
+            from drfhq_lib.nets.perceptual import build_lpips
             lpips_net = build_lpips(cfg.prefer, self.device)
         return IdentityTerms(
             sketch_net.to(self.device) if cfg.sketch else None,
@@ -343,7 +343,7 @@ class Trainer:
     def embedder(self):
         """The identity network of the snapshot similarity (built on first use, rank 0)."""
         if self._embedder is None and self._embedder_error is None and self.cfg.identity:
-            from ..identity import build_embedder
+            from drfhq_lib.nets.identity import build_embedder
             try:
                 self._embedder = build_embedder(self.cfg.prefer, self.device)
             except (MissingWeightsError, DrfhqError, ImportError) as err:
@@ -508,7 +508,7 @@ class Trainer:
         tmp.replace(path)
         if not self.cfg.identity or self.embedder is None:
             return {"error": self._embedder_error} if self._embedder_error else None
-        from ..identity import identity_similarity
+        from drfhq_lib.nets.identity import identity_similarity
 
         result = identity_similarity(real, rendering, embedder=self.embedder)
         return _finite_or_none({**result.as_row(), "values": result.values})
@@ -584,7 +584,7 @@ class Trainer:
         return " ".join(parts)
 
     def write_provenance(self) -> Path:
-        from ..provenance import write_sidecar
+        from drfhq_lib.provenance import write_sidecar
 
         return write_sidecar(self.last_network_file, self.resolved,
                              {**self.cfg.as_dict(), "nimg": self.nimg, "step": self.step},

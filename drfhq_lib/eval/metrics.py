@@ -26,13 +26,13 @@ import torch
 from torch.utils.data import Dataset
 from torch_fidelity import GenerativeModelBase
 
-from . import weights
-from .errors import BadImageError, DrfhqError
-from .files import atomic_path
-from .identity import DlibEmbedder, FaceEmbedder, IdentityResult, build_embedder, cosine
-from .perceptual import LPIPSVGG16
-from .provenance import write_sidecar
-from .weights import Prefer, Resolved
+from drfhq_lib.nets import weights
+from drfhq_lib.errors import BadImageError, DrfhqError
+from drfhq_lib.files import atomic_path
+from drfhq_lib.nets.identity import DlibEmbedder, FaceEmbedder, IdentityResult, build_embedder, cosine
+from drfhq_lib.nets.perceptual import LPIPSVGG16
+from drfhq_lib.provenance import write_sidecar
+from drfhq_lib.nets.weights import Prefer, Resolved
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
@@ -96,7 +96,7 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 
 def stylegan_sampler(G: torch.nn.Module, truncation_psi: float = 1.0,
                      noise_mode: str = "const") -> Callable[[torch.Tensor], torch.Tensor]:
-    """z -> images [-1, 1] through ``G.mapping`` and ``G.synthesis`` (drfhq_lib.networks)."""
+    """z -> images [-1, 1] through ``G.mapping`` and ``G.synthesis`` (drfhq_lib.nets)."""
     def sample(z: torch.Tensor) -> torch.Tensor:
         return G.synthesis(G.mapping(z, None, truncation_psi=truncation_psi), noise_mode=noise_mode)
     return sample

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .ops import (
+from drfhq_lib.nets.ops import (
     activation_gain,
     assert_shape,
     bias_act,

@@ -26,9 +26,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import landmarks, weights
-from .images import tensor_to_uint8
-from .weights import Prefer, Resolved
+from drfhq_lib.data import landmarks
+from drfhq_lib.nets import weights
+from drfhq_lib.data.images import tensor_to_uint8
+from drfhq_lib.nets.weights import Prefer, Resolved
 
 # ----------------------------------------------------------------------------- IR-101 backbone
 

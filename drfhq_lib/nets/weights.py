@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from .errors import (CheckpointFormatError, ChecksumError, DrfhqError, MissingWeightsError,
+from drfhq_lib.errors import (CheckpointFormatError, ChecksumError, DrfhqError, MissingWeightsError,
                      UnsafeCheckpointError)
-from .files import atomic_path, sha256_file
+from drfhq_lib.files import atomic_path, sha256_file
 
 WEIGHTS_ENV = "DRFHQ_WEIGHTS"
 Prefer = Literal["official", "substitute", "auto"]
@@ -372,7 +372,7 @@ def read_torch_state(path: str | os.PathLike) -> dict:
 def load_strict(net, state: dict, path: str | os.PathLike, what: str, device="cpu"):
     """``net`` with every parameter from ``state`` (no missing, extra or misshaped names),
     frozen; a mismatch is a CheckpointFormatError naming the file and a few of the names."""
-    from .networks.checkpoint import load_state_strict
+    from drfhq_lib.nets.checkpoint import load_state_strict
 
     load_state_strict(path, what, net, state)
     return net.eval().requires_grad_(False).to(device)

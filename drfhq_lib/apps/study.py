@@ -41,9 +41,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from .errors import DrfhqError
-from .files import write_json_atomic, write_text_atomic
-from .images import list_images
+from drfhq_lib.errors import DrfhqError
+from drfhq_lib.files import write_json_atomic, write_text_atomic
+from drfhq_lib.data.images import list_images
 
 KINDS = ("inversion", "fullbody")
 FIGURE_OF = {"inversion": "Fig. 6", "fullbody": "Fig. 15"}
@@ -359,7 +359,7 @@ def read_responses(path: str | os.PathLike) -> Responses:
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is not None and tuple(reader.fieldnames) != COLUMNS:
         raise StudyError(f"{path}: columns {reader.fieldnames} are not {list(COLUMNS)}; "
-                         "not a responses file of drfhq_lib.study")
+                         "not a responses file of drfhq_lib.apps.study")
     rows, seen, duplicates = [], set(), 0
     for line, row in enumerate(reader, start=2):
         row = _checked_row(row, path, line)
@@ -632,7 +632,7 @@ def tally_figure(tallies: Sequence[dict], note: str = ""):
     of participants), with the pooled test in the panel; simulated data stamped as such."""
     from matplotlib.ticker import MaxNLocator
 
-    from .figures import _pyplot, decorate
+    from drfhq_lib.eval.figures import _pyplot, decorate
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(tallies), squeeze=False,

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import torch
 
-from ..errors import CheckpointFormatError, UnsafeCheckpointError
+from drfhq_lib.errors import CheckpointFormatError, UnsafeCheckpointError
 
 
 class PersistentRecord:

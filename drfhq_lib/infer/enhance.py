@@ -19,16 +19,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from . import composite, faceparse, weights
-from .align import Alignment, align_face, paste_back
-from .dataset import Manifest
-from .errors import DrfhqError
-from .files import write_png_atomic
-from .images import list_images, load_image, pil_to_tensor, tensor_to_pil
-from .perceptual import build_lpips, resize
-from .projection import (ProjectionParams, default_batch, load_latent, project_to_files,
+from drfhq_lib.infer import composite
+from drfhq_lib.nets import faceparse
+from drfhq_lib.nets import weights
+from drfhq_lib.data.align import Alignment, align_face, paste_back
+from drfhq_lib.data.dataset import Manifest
+from drfhq_lib.errors import DrfhqError
+from drfhq_lib.files import write_png_atomic
+from drfhq_lib.data.images import list_images, load_image, pil_to_tensor, tensor_to_pil
+from drfhq_lib.nets.perceptual import build_lpips, resize
+from drfhq_lib.infer.projection import (ProjectionParams, default_batch, load_latent, project_to_files,
                          render)
-from .weights import Resolved
+from drfhq_lib.nets.weights import Resolved
 
 MANIFEST_FIELDS = ["input", "status", "reason", "seconds", "final_lpips", "output"]
 
@@ -241,7 +243,7 @@ UNTRAINED_KWARGS = dict(z_dim=512, w_dim=512, channel_base=2048, channel_max=128
 
 def untrained_generator(resolution: int, device, seed: int = 0) -> torch.nn.Module:
     """The registry's 'stylegan2-untrained-small' substitute: random weights, never a result."""
-    from .networks import Generator
+    from drfhq_lib.nets import Generator
 
     torch.manual_seed(seed)
     G = Generator(img_resolution=resolution, **UNTRAINED_KWARGS)
@@ -250,10 +252,10 @@ def untrained_generator(resolution: int, device, seed: int = 0) -> torch.nn.Modu
 
 def generator_from_file(path: str | Path, device) -> torch.nn.Module:
     """G_ema (else G) of a network file, or of the newest snapshot of a fine-tuning run folder."""
-    from .networks import load_network
+    from drfhq_lib.nets import load_network
 
     if Path(path).is_dir():
-        from .finetune import latest_snapshot
+        from drfhq_lib.finetune import latest_snapshot
 
         snapshot = latest_snapshot(path)
         if snapshot is None:
@@ -300,11 +302,11 @@ def load_generators(real: str | None, rendering: str | None, device, *,
 
 # ----------------------------------------------------------------------------- CLI
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "renders"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "renders"
 
 
 def _run(args, inputs: list[Path], nets: Networks) -> int:
-    from .provenance import write_sidecar
+    from drfhq_lib.provenance import write_sidecar
 
     params = ProjectionParams(steps=args.steps or ProjectionParams.steps, seed=args.seed)
     args.batch = args.batch or default_batch(torch.device(args.device),

@@ -1,12 +1,12 @@
 """Building DRFHQ-style datasets: URL list -> downloads -> aligned faces -> filtered -> zip.
 
 The paper (Sec. 3.1) publishes DRFHQ as a list of URLs of daz3d.com gallery renders; the images
-are aligned with dlib the FFHQ way (``drfhq_lib.align``), filtered by hand
-(``drfhq_lib.filtering``) and used at 1024 px. The steps here:
+are aligned with dlib the FFHQ way (``drfhq_lib.data.align``), filtered by hand
+(``drfhq_lib.data.filtering``) and used at 1024 px. The steps here:
 
 * ``download_urls``: parallel downloads with retries, resume (``.part`` files, verified files
   skipped), a rate limit shared by all workers, a sha256 per file, a manifest CSV.
-* ``align_folder`` (from ``drfhq_lib.align``): align what was downloaded.
+* ``align_folder`` (from ``drfhq_lib.data.align``): align what was downloaded.
 * ``read_rejects`` / ``write_rejects`` / ``apply_rejects``: the hand-made rejects list.
 * ``pack_dataset``: a StyleGAN2-ADA dataset zip (``00000/img00000000.png`` + dataset.json);
   ``open_dataset`` reads one back as [-1, 1] tensors.
@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import BadImageError, DrfhqError
-from .files import atomic_path, sha256_file, write_text_atomic
-from .images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, load_image, pil_to_tensor
+from drfhq_lib.errors import BadImageError, DrfhqError
+from drfhq_lib.files import atomic_path, sha256_file, write_text_atomic
+from drfhq_lib.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, load_image, pil_to_tensor
 
 
 # ----------------------------------------------------------------------------- manifests
@@ -304,7 +304,7 @@ def download_urls(urls: str | os.PathLike | Iterable[str], out_dir: str | os.Pat
     """
     from tqdm.auto import tqdm
 
-    from .align import BatchReport
+    from drfhq_lib.data.align import BatchReport
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,7 +391,7 @@ def apply_rejects(source, rejects_file: str | os.PathLike,
     ``.align.json`` sidecars) are moved into that folder (never over an existing file); with
     ``kept_list``, the kept paths are written there, one per line (atomically).
     """
-    from .align import SIDECAR_SUFFIX
+    from drfhq_lib.data.align import SIDECAR_SUFFIX
 
     files = _dataset_files(source)
     rejects = read_rejects(rejects_file)
@@ -441,7 +441,7 @@ def pack_dataset(source, out_zip: str | os.PathLike, resolution: int = 1024, *,
     """
     from tqdm.auto import tqdm
 
-    from .align import BatchReport
+    from drfhq_lib.data.align import BatchReport
 
     if resolution < 4 or resolution & (resolution - 1):
         raise DrfhqError(f"resolution must be a power of two (StyleGAN2), not {resolution}")
@@ -566,7 +566,7 @@ def write_demo_inputs(folder: str | os.PathLike,
     without a face), so every status of the manifest shows up."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    photos = Path(photos) if photos else Path(__file__).resolve().parents[1] / "tests" / "data"
+    photos = Path(photos) if photos else Path(__file__).resolve().parents[2] / "tests" / "data"
     written = []
     for photo in sorted(photos.glob("*.jpg")) if photos.is_dir() else []:
         shutil.copyfile(photo, folder / photo.name)
@@ -600,7 +600,7 @@ def _cli_download(args) -> int:
 
 
 def _cli_align(args) -> int:
-    from .align import run_align_cli
+    from drfhq_lib.data.align import run_align_cli
 
     return run_align_cli(args)
 
@@ -623,7 +623,7 @@ def _cli_pack(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    from .align import add_align_arguments
+    from drfhq_lib.data.align import add_align_arguments
 
     p = subparsers.add_parser("dataset", help="build a DRFHQ-style dataset from a URL list")
     steps = p.add_subparsers(dest="step", required=True, metavar="STEP")

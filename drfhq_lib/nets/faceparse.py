@@ -19,10 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import landmarks, weights
-from .errors import NoFaceError
-from .images import tensor_to_uint8
-from .weights import Prefer, Resolved
+from drfhq_lib.data import landmarks
+from drfhq_lib.nets import weights
+from drfhq_lib.errors import NoFaceError
+from drfhq_lib.data.images import tensor_to_uint8
+from drfhq_lib.nets.weights import Prefer, Resolved
 
 # CelebAMask-HQ labels in zllrunning's order (prepropess_data.py: position + 1; 0 = background)
 CLASSES = ("background", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear",

@@ -20,7 +20,7 @@ from typing import Iterable, Literal
 import torch
 import torch.nn as nn
 
-from .perceptual import LPIPSVGG16, blurred_lpips, resize
+from drfhq_lib.nets.perceptual import LPIPSVGG16, blurred_lpips, resize
 
 LAMBDA_SKETCH = 5e-6  # λs of Eq. 3
 LAMBDA_COLOR = 3.75e3  # λc of Eq. 3

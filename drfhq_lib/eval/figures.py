@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .files import atomic_path
-from .images import tensor_to_uint8
+from drfhq_lib.files import atomic_path
+from drfhq_lib.data.images import tensor_to_uint8
 
 Cell = Union[torch.Tensor, Image.Image, np.ndarray, None]
 UNTRAINED = "UNTRAINED stand-in networks — not a result"

@@ -45,21 +45,21 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .align import align_face
-from .dataset import Manifest
-from .encoders import (CHECKPOINT_NAMES, checkpoint_record, encoder_input, load_encoder,
+from drfhq_lib.data.align import align_face
+from drfhq_lib.data.dataset import Manifest
+from drfhq_lib.nets.encoders import (CHECKPOINT_NAMES, checkpoint_record, encoder_input, load_encoder,
                        save_ws)
-from .enhance import CompositeParams, Networks, enhance_files, mask_statistics, postprocess_steps
-from .errors import DrfhqError
-from .files import write_png_atomic
-from .identity import FaceEmbedder, build_embedder, identity_similarity
-from .images import IMAGE_SUFFIXES, load_image, pil_to_tensor, tensor_to_pil
-from .losses import COLOR_SIZE, SKETCH_SIZE
-from .perceptual import LPIPSVGG16, build_lpips, resize
-from .projection import (Guide, Projection, ProjectionParams, distance_to, identity_guide,
+from drfhq_lib.infer.enhance import CompositeParams, Networks, enhance_files, mask_statistics, postprocess_steps
+from drfhq_lib.errors import DrfhqError
+from drfhq_lib.files import write_png_atomic
+from drfhq_lib.nets.identity import FaceEmbedder, build_embedder, identity_similarity
+from drfhq_lib.data.images import IMAGE_SUFFIXES, load_image, pil_to_tensor, tensor_to_pil
+from drfhq_lib.finetune.losses import COLOR_SIZE, SKETCH_SIZE
+from drfhq_lib.nets.perceptual import LPIPSVGG16, build_lpips, resize
+from drfhq_lib.infer.projection import (Guide, Projection, ProjectionParams, distance_to, identity_guide,
                          load_latent, project_to_files, render, w_statistics)
-from .provenance import label_for_figure
-from .weights import Resolved, resolve
+from drfhq_lib.provenance import label_for_figure
+from drfhq_lib.nets.weights import Resolved, resolve
 
 # ----------------------------------------------------------------------------- Image2StyleGAN
 
@@ -168,7 +168,7 @@ class Context:
     def sketch(self) -> torch.nn.Module:
         """The sketch extractor, built only when a method needs it (the baseline framework)."""
         if self._sketch is None:
-            from .sketch import build_sketch
+            from drfhq_lib.nets.sketch import build_sketch
 
             self._sketch = build_sketch(self.prefer, self.device)
         return self._sketch
@@ -591,7 +591,7 @@ def _wrapped(text: str, width: int = CELL_CHARS) -> str:
 def comparison_figure(run: InversionRun, methods: list[str], nets: Networks, title: str,
                       extra_note: str = ""):
     """The Fig. 7/11/12 grid, stamped when the networks are untrained stand-ins."""
-    from .figures import UNTRAINED, image_grid
+    from drfhq_lib.eval.figures import UNTRAINED, image_grid
 
     cells, missing, row_labels, col_labels = grid_cells(run, methods)
     return image_grid(cells, row_labels, col_labels, title=title,
@@ -688,7 +688,7 @@ def _failure_row(category: str, path: Path, enhanced: dict, out_dir: Path, nets:
 
 def failure_figure(run: FailureRun, nets: Networks, title: str = "Fig. 14: failure cases"):
     """Fig. 14's grid: one row per case, its numbers in the row label."""
-    from .figures import UNTRAINED, image_grid
+    from drfhq_lib.eval.figures import UNTRAINED, image_grid
 
     return image_grid(run.panels, run.row_labels, FAILURE_COLUMNS, title=title,
                       warning="" if nets.trained else UNTRAINED,

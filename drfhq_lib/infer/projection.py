@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .allocator import keep_freed_memory
-from .files import atomic_path
-from .losses import (COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE, noise_regularization,
+from drfhq_lib.allocator import keep_freed_memory
+from drfhq_lib.files import atomic_path
+from drfhq_lib.finetune.losses import (COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE, noise_regularization,
                      normalize_noise_, sketch_distance)
-from .perceptual import blurred_lpips
+from drfhq_lib.nets.perceptual import blurred_lpips
 
 # distance(synth, target) -> one loss per image, images in [-1, 1] at the working size
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

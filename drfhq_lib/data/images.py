@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import BadImageError
+from drfhq_lib.errors import BadImageError
 
 
 def pil_to_tensor(image: Image.Image, device: torch.device | str = "cpu",

@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import weights
-from .errors import CheckpointFormatError, UnsafeCheckpointError
-from .weights import Prefer, Resolved
+from drfhq_lib.nets import weights
+from drfhq_lib.errors import CheckpointFormatError, UnsafeCheckpointError
+from drfhq_lib.nets.weights import Prefer, Resolved
 
 # ----------------------------------------------------------------------------- safe Jittor pickle
 

@@ -51,9 +51,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import DrfhqError
-from .images import tensor_to_pil
-from .projection import load_latent
+from drfhq_lib.errors import DrfhqError
+from drfhq_lib.data.images import tensor_to_pil
+from drfhq_lib.infer.projection import load_latent
 
 GROUPS = ("coarse", "middle", "fine")
 #: Block resolutions of the StyleGAN convention: coarse up to 8 px, middle up to 32 px.
@@ -280,7 +280,7 @@ def preview_timings(G, resolutions: Iterable[int], device: torch.device | str = 
 def full_size_generator(resolution: int = 1024, device: torch.device | str = "cpu",
                         seed: int = 0):
     """A randomly initialised generator with the official FFHQ 1024 widths: for timing only."""
-    from .networks import Generator
+    from drfhq_lib.nets import Generator
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -481,8 +481,8 @@ def seed_latents(G, seeds: Sequence[int], psi: float = 1.0,
 def aligned_inputs(paths: Iterable[str | Path], size: int, device: torch.device | str = "cpu"
                    ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """``({name: [3, size, size] aligned face}, {name: why it failed})`` for image files."""
-    from .align import align_face
-    from .images import pil_to_tensor
+    from drfhq_lib.data.align import align_face
+    from drfhq_lib.data.images import pil_to_tensor
 
     faces, failed = {}, {}
     for path in map(Path, paths):
@@ -495,7 +495,7 @@ def aligned_inputs(paths: Iterable[str | Path], size: int, device: torch.device 
 
 def find_inputs(names: Iterable[str], inputs: str | Path | None) -> dict[str, Path]:
     """The image file in folder ``inputs`` whose stem is each name (a latent's input)."""
-    from .images import list_images
+    from drfhq_lib.data.images import list_images
 
     files = {p.stem: p for p in list_images(inputs)} if inputs and Path(inputs).is_dir() else {}
     return {name: files[name] for name in names if name in files}
@@ -507,9 +507,9 @@ def pair_rows(a: torch.Tensor, b: torch.Tensor, latents: Sequence[str], compared
     """One row per pair ``(a[i], b[i])``: LPIPS (at most ``size`` px), L2 and identity
     similarity, with the networks' labels. No face found: empty identity, ``faces_found``
     False (never a made-up number)."""
-    from .identity import identity_similarity
-    from .metrics import pair_table
-    from .perceptual import resize
+    from drfhq_lib.nets.identity import identity_similarity
+    from drfhq_lib.eval.metrics import pair_table
+    from drfhq_lib.nets.perceptual import resize
 
     if not len(latents):
         return []
@@ -566,7 +566,7 @@ def shared_latent_figure(seed_names: Sequence[str], portrait_names: Sequence[str
     """Fig. 2 as an image grid: one column per latent (seeds, then projected portraits, then
     portraits that could not be projected, with why), rows: input, G_rendering(w+), G_real(w+).
     ``decoration``: ``title``, ``warning``, ``note`` of ``figures.image_grid``."""
-    from .figures import image_grid
+    from drfhq_lib.eval.figures import image_grid
 
     not_run, input_missing = not_run or {}, input_missing or {}
     blanks = [None] * len(not_run)

@@ -4,7 +4,7 @@
 each with a button under it: click (or Tab to it and press Space/Enter) to reject, again to take
 it back. Every click rewrites the rejects file atomically (one file name per line), so closing
 the notebook loses nothing and reopening the grid shows the earlier choices.
-``drfhq_lib.dataset.apply_rejects`` (or ``drfhq dataset filter-apply``) applies the list.
+``drfhq_lib.data.dataset.apply_rejects`` (or ``drfhq dataset filter-apply``) applies the list.
 
 The widget logic needs no browser: ``grid.buttons[i].click()``, ``grid.next_button.click()``
 work from Python, which is how the tests drive it.
@@ -19,8 +19,8 @@ from typing import Sequence
 
 from PIL import Image
 
-from .dataset import read_rejects, write_rejects
-from .images import list_images, load_image
+from drfhq_lib.data.dataset import read_rejects, write_rejects
+from drfhq_lib.data.images import list_images, load_image
 
 
 def thumbnail_png(path: str | os.PathLike, size: int = 128) -> bytes:

@@ -28,16 +28,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from . import finetune, metrics
-from .align import align_face
-from .enhance import CompositeParams, Networks, generator_from_file, enhance_files
-from .errors import CheckpointFormatError, DrfhqError
-from .files import sha256_file
-from .identity import FaceEmbedder, IdentityResult
-from .images import pil_to_tensor
-from .perceptual import LPIPSVGG16, resize
-from .projection import ProjectionParams, load_latent, render
-from .weights import Resolved
+from drfhq_lib import finetune
+from drfhq_lib.eval import metrics
+from drfhq_lib.data.align import align_face
+from drfhq_lib.infer.enhance import CompositeParams, Networks, generator_from_file, enhance_files
+from drfhq_lib.errors import CheckpointFormatError, DrfhqError
+from drfhq_lib.files import sha256_file
+from drfhq_lib.nets.identity import FaceEmbedder, IdentityResult
+from drfhq_lib.data.images import pil_to_tensor
+from drfhq_lib.nets.perceptual import LPIPSVGG16, resize
+from drfhq_lib.infer.projection import ProjectionParams, load_latent, render
+from drfhq_lib.nets.weights import Resolved
 
 OK, NOT_RUN = "ok", "not run"
 
@@ -92,7 +93,7 @@ def not_run(name: str, reason: str, origin: str | Path | None = None) -> Variant
 
 def _file_is_untrained(path: Path) -> bool:
     """A network file written by make_tiny_source, or a snapshot of a run fine-tuned from one."""
-    from .networks import load_extra
+    from drfhq_lib.nets import load_extra
 
     try:
         extra = load_extra(path)
@@ -111,7 +112,7 @@ def source_variant(source: str | Path | None, device: torch.device | str = "cpu"
                    name: str = "StyleGAN2-FFHQ") -> Variant:
     """G_real: the G_ema of ``source``, or of the registry's official FFHQ network when None
     (MissingWeightsError says how to get it: every comparison needs G_real)."""
-    from .weights import official_path
+    from drfhq_lib.nets.weights import official_path
 
     path = Path(source).expanduser() if source else official_path("stylegan2-ffhq")
     G = generator_from_file(path, device)
@@ -123,7 +124,7 @@ def _run_networks(network_file: Path) -> list[Resolved]:
     """The external networks a fine-tuning run used, from its network file's sidecar."""
     import json
 
-    from .provenance import sidecar_path
+    from drfhq_lib.provenance import sidecar_path
 
     sidecar = sidecar_path(network_file)
     if not sidecar.is_file():
@@ -199,7 +200,7 @@ def finetuned_variant(name: str, config: finetune.FinetuneConfig, train: bool = 
     conflicting settings named. Without: the run as it is, if it is finished (see
     :func:`run_folder_variant`). ``networks``: ``sketch_net`` / ``lpips_net`` / ``embedder``
     shared between runs."""
-    from .finetune.trainer import prepare
+    from drfhq_lib.finetune.trainer import prepare
 
     if not train:
         return run_folder_variant(name, config.out, device, None, expect)
@@ -281,7 +282,7 @@ def comparison_figure(variants: Sequence[Variant], images: Mapping[str, torch.Te
     """An image grid of the same latents through each variant (Fig. 9: one row per generator;
     Fig. 10: ``generators_as="columns"``). A variant that did not run is a row or column of
     "not run" cells, the first one with its reason. ``decoration``: title, warning, note."""
-    from .figures import image_grid
+    from drfhq_lib.eval.figures import image_grid
 
     labels = labels or {}
     count = max((len(x) for x in images.values() if x is not None), default=1)
@@ -330,7 +331,7 @@ def distances(variant: Variant, datasets: Mapping[str, str | Path | None], num: 
 
 def _distance_name(prefer: str) -> str:
     """The metric ``generator_distance`` would use, for rows where none was computed."""
-    from . import weights
+    from drfhq_lib.nets import weights
 
     try:
         return "FID" if weights.resolve("inception-fid", prefer).is_official else "FD-dlib"
@@ -470,7 +471,7 @@ def enhancement_figure(inputs: Sequence[Path], renderings: Sequence[Variant],
                        **decoration):
     """Fig. 13: one row per input: its aligned face, then each G_rendering's G_real result;
     "not run" cells (with the reason) for a G_rendering that did not run."""
-    from .figures import image_grid
+    from drfhq_lib.eval.figures import image_grid
 
     def result(r: Variant, i: int, which: int):
         return pairs[r.name][i][which][0] if pairs.get(r.name) else None

@@ -30,10 +30,10 @@ import numpy as np
 import scipy.ndimage
 from PIL import Image
 
-from .errors import BadImageError, DrfhqError, NoFaceError
-from .files import write_json_atomic, write_png_atomic
-from .images import DEFAULT_MAX_PIXELS, list_images, load_image, tensor_to_pil, to_rgb
-from .landmarks import Face, detect_faces, landmarks_in_box
+from drfhq_lib.errors import BadImageError, DrfhqError, NoFaceError
+from drfhq_lib.files import write_json_atomic, write_png_atomic
+from drfhq_lib.data.images import DEFAULT_MAX_PIXELS, list_images, load_image, tensor_to_pil, to_rgb
+from drfhq_lib.data.landmarks import Face, detect_faces, landmarks_in_box
 
 #: Size of the intermediate square of the FFHQ recipe (quad transform, then Lanczos resize).
 TRANSFORM_SIZE = 4096
@@ -318,7 +318,7 @@ def align_face(image, size: int = 1024, landmarks: np.ndarray | None = None,
     """Align the largest face of ``image`` the FFHQ way; returns an :class:`Alignment`.
 
     ``image``: a path, bytes, PIL image, RGB uint8 array or [-1, 1] tensor (files go through
-    :func:`drfhq_lib.images.load_image`: EXIF rotation, modes, pixel limit). ``landmarks``:
+    :func:`drfhq_lib.data.images.load_image`: EXIF rotation, modes, pixel limit). ``landmarks``:
     68 (or more, first 68 used) iBUG points in the image; detected with dlib when None
     (``detector`` 'hog' or 'mmod', ``upsample`` as dlib's). ``min_face``: smallest accepted
     eye-to-eye distance in original pixels. ``transform_size``: the recipe's 4096 (raised to
@@ -564,7 +564,7 @@ def align_folder(inputs, out_dir: str | os.PathLike, size: int = 1024, *,
     """
     from tqdm.auto import tqdm
 
-    from .dataset import Manifest
+    from drfhq_lib.data.dataset import Manifest
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

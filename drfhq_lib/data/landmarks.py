@@ -12,8 +12,8 @@ from typing import Literal
 
 import numpy as np
 
-from . import weights
-from .errors import NoFaceError
+from drfhq_lib.nets import weights
+from drfhq_lib.errors import NoFaceError
 
 Detector = Literal["hog", "mmod"]
 

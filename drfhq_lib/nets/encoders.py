@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .errors import CheckpointFormatError, DrfhqError, UnsafeCheckpointError
-from .files import atomic_path, sha256_file
-from .identity import BottleneckIR
-from .images import pil_to_tensor
-from .networks.checkpoint import load_state_strict
-from .networks.rosinality import generator_from_rosinality
-from .weights import Resolved
+from drfhq_lib.errors import CheckpointFormatError, DrfhqError, UnsafeCheckpointError
+from drfhq_lib.files import atomic_path, sha256_file
+from drfhq_lib.nets.identity import BottleneckIR
+from drfhq_lib.data.images import pil_to_tensor
+from drfhq_lib.nets.checkpoint import load_state_strict
+from drfhq_lib.nets.rosinality import generator_from_rosinality
+from drfhq_lib.nets.weights import Resolved
 
 INPUT_SIZE = 256  # the official transforms: Resize((256, 256)), ToTensor, Normalize(0.5, 0.5)
 IR_SE50 = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))  # (in, depth, units)

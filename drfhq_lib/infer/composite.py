@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .perceptual import gaussian_blur
+from drfhq_lib.nets.perceptual import gaussian_blur
 
 
 def _check_mask(mask: torch.Tensor) -> None:

@@ -9,8 +9,8 @@ Blur/upsample ``kernel`` buffers are fixed [1, 3, 3, 1] filters and are not carr
 
 import re
 
-from ..errors import CheckpointFormatError
-from .stylegan2 import Discriminator, Generator
+from drfhq_lib.errors import CheckpointFormatError
+from drfhq_lib.nets.stylegan2 import Discriminator, Generator
 
 
 def _synthesis_layer(ours, theirs, noise_index):

@@ -21,9 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..errors import CheckpointFormatError, UnsafeCheckpointError
-from .rosinality import discriminator_from_rosinality, generator_from_rosinality
-from .safe_pickle import (
+from drfhq_lib.errors import CheckpointFormatError, UnsafeCheckpointError
+from drfhq_lib.nets.rosinality import discriminator_from_rosinality, generator_from_rosinality
+from drfhq_lib.nets.safe_pickle import (
     PersistentRecord,
     load_pickle,
     plain,
@@ -31,7 +31,7 @@ from .safe_pickle import (
     record_init,
     record_tensors,
 )
-from .stylegan2 import Discriminator, Generator
+from drfhq_lib.nets.stylegan2 import Discriminator, Generator
 
 FORMAT = "drfhq-networks/1"
 NET_NAMES = ("G", "G_ema", "D")

@@ -24,10 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import weights
-from .errors import CheckpointFormatError
-from .sketch import caffe_bgr, read_hed_h5
-from .weights import Prefer, Resolved
+from drfhq_lib.nets import weights
+from drfhq_lib.errors import CheckpointFormatError
+from drfhq_lib.nets.sketch import caffe_bgr, read_hed_h5
+from drfhq_lib.nets.weights import Prefer, Resolved
 
 # torchvision vgg16 ``features`` index of each convolution, as lpips slices them
 VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)

@@ -1,0 +1,2 @@
+"""Evaluation: metrics (FID, LPIPS, identity), inversion baselines, generator variants,
+and the figure helpers every notebook uses."""
