@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.drfhq-installed
 
-.PHONY: install demo test reproduce clean-notebooks
+.PHONY: install substitutes demo test test-fast reproduce clean-notebooks
 
 install: $(STAMP)
 
@@ -16,14 +16,28 @@ $(STAMP): pyproject.toml
 	$(PY) -m drfhq_lib weights install-substitutes
 	touch $(STAMP)
 
-demo: install
+# Runs every time (the stamp only remembers the venv): a cleared weights cache is refilled
+# here instead of failing or skipping later. Idempotent; when the files are present it only
+# checks their sha256 (seconds: mostly the import of torch).
+substitutes: install
+	$(PY) -m drfhq_lib weights install-substitutes
+
+demo: substitutes
 	$(PY) -m drfhq_lib demo
 
-test: install
-	$(PY) -m pytest -q -p no:cacheprovider
+test: substitutes
+	CI=$${CI:-true} $(PY) -m pytest -q -p no:cacheprovider
 
+# Everything but the notebooks and the tests marked slow (a few minutes less on 2 cores).
+test-fast: substitutes
+	$(PY) -m pytest -q -p no:cacheprovider -m "not notebook and not slow"
+
+# `make reproduce` first lists the datasets each notebook reads; pass notebook parameters with
+# PARAMS, e.g. make reproduce PARAMS="-p data ~/drfhq/work/drfhq-1024.zip" (or
+# PARAMS="--parameters my.yaml", PARAMS="--ci" for the small run under out/reproduce-ci/).
+PARAMS ?=
 reproduce: install
-	$(PY) -m drfhq_lib reproduce
+	$(PY) -m drfhq_lib reproduce $(PARAMS)
 
 clean-notebooks: install
 	$(PY) -m drfhq_lib notebooks --strip

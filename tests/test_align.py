@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 from drfhq_lib.data import align as align_module
-from drfhq_lib.data.align import (FaceTooSmallError, align_face, align_folder, detect_landmarks,
-                             paste_back, read_sidecar, transform_points)
+from drfhq_lib.data import align_job
+from drfhq_lib.data.align import (FaceTooSmallError, align_face, detect_landmarks, paste_back,
+                                  transform_points)
+from drfhq_lib.data.align_job import align_folder, read_sidecar
 from drfhq_lib.errors import BadImageError, NoFaceError
 from drfhq_lib.data.images import load_image, pil_to_tensor
 
@@ -345,17 +347,45 @@ def test_align_folder_min_face_status(tmp_path, batch_inputs):
 def test_output_names_never_collide(tmp_path):
     files = [tmp_path / "a" / "x.png", tmp_path / "a" / "x.jpg", tmp_path / "b" / "x.png",
              tmp_path / "y.png"]
-    names = align_module._output_names(files)
+    names = align_job._output_names(files)
     assert len(set(names.values())) == 4 and names[files[3]] == "y.png"
+    # the documented rule, written out by hand: suffix first, then the parent folder
+    assert names == {files[0]: "a_x_png.png", files[1]: "x_jpg.png", files[2]: "b_x_png.png",
+                     files[3]: "y.png"}
+
+
+def test_output_names_last_resort_numbers_in_input_order(tmp_path):
+    # same folder name, stem and suffix (case differs): only the position is left
+    files = [tmp_path / "1" / "a" / "X.png", tmp_path / "2" / "a" / "x.PNG"]
+    assert align_job._output_names(files) == {files[0]: "a_X_png.png", files[1]: "a_x_png-2.png"}
+
+
+def test_colliding_stems_are_all_aligned(tmp_path, batch_inputs):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "face.png").write_bytes((batch_inputs / "obama.png").read_bytes())
+    report = align_folder([tmp_path / "a", tmp_path / "b"], tmp_path / "o", 64,
+                          transform_size=256, progress=False)
+    assert report.counts["ok"] == 2
+    assert {p.name for p in (tmp_path / "o").glob("*.png")} == {"a_face_png.png", "b_face_png.png"}
+    assert all("another input has the stem 'face'" in r["reason"] for r in report.rows)
 
 
 def test_cli_align(tmp_path, batch_inputs, capsys):
     from drfhq_lib import cli
 
-    if "drfhq_lib.data.align" not in cli.COMMAND_MODULES:
-        pytest.skip("align is not registered in cli.COMMAND_MODULES")
     code = cli.main(["align", str(batch_inputs / "obama.png"), str(batch_inputs / "broken.png"),
                      "--out", str(tmp_path / "o"), "--size", "64"])
-    assert code == 0
+    assert code == 1  # finished, but one input failed
     out = capsys.readouterr().out
     assert "ok 1" in out and "bad_image 1" in out
+
+
+def test_cli_align_missing_input_is_one_line(tmp_path, capsys):
+    from drfhq_lib import cli
+
+    code = cli.main(["align", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("drfhq align: error: input ") and "nope: no such file" in err
+    assert not (tmp_path / "o").exists()

@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from drfhq_lib.data.augment import (COLOUR, GEOMETRIC, MAGNITUDES, AdaController, AugmentPipe,
-                               ada_adjustment, distributed_sum)
+                               ada_adjustment)
 from drfhq_lib.errors import DrfhqError
+from drfhq_lib.finetune.distributed import all_sum
 
 
 def noise_images(n=8, size=32, channels=3, seed=0, dtype=torch.float32):
@@ -43,9 +44,8 @@ def test_bgc_matches_the_official_spec():
         assert getattr(pipe, name) == 1.0
     for name, value in MAGNITUDES.items():
         assert getattr(pipe, name) == value
-    assert MAGNITUDES == dict(xint_max=0.125, scale_std=0.2, rotate_max=1.0, aniso_std=0.2,
-                              xfrac_std=0.125, brightness_std=0.2, contrast_std=0.5, hue_max=1.0,
-                              saturation_std=1.0)
+    # the magnitudes are checked by what they do (test_log_normal_magnitudes and
+    # test_remaining_magnitudes_by_their_distributions), not against a retyped copy
     assert AugmentPipe("bgc", p=0.3).p.item() == pytest.approx(0.3)
     assert list(pipe.state_dict()) == ["p"]  # the filter is a constant, not checkpoint state
 
@@ -67,15 +67,45 @@ def test_p1_changes_every_image():
     out = augment(AugmentPipe.bgc(p=1.0), images)
     assert out.shape == images.shape and out.dtype == images.dtype
     assert torch.isfinite(out).all()
-    assert ((out - images).abs().amax(dim=(1, 2, 3)) > 0.1).all()
+    # at p = 1 every image draws a non-identity geometry and colour matrix (brightness and
+    # contrast are continuous, so never exactly the identity)
+    assert fraction_changed(draw_geometry(p=1.0, scale=1, xfrac=1)) == 1.0
+    assert fraction_changed(draw_colour(p=1.0, brightness=1, contrast=1)) == 1.0
 
 
-@pytest.mark.parametrize("name", GEOMETRIC + COLOUR)
-def test_each_transform_alone_changes_images(name):
+def _affine_fit_residual(images, out):
+    """Per image, the max residual of the least-squares fit out[:, y, x] = A in[:, y, x] + b,
+    and how far (A, b) is from the identity."""
+    residuals, moved = [], []
+    for x, y in zip(images.double(), out.double()):
+        X = torch.cat([x.flatten(1), torch.ones(1, x[0].numel(), dtype=x.dtype)]).T  # [HW, 4]
+        Y = y.flatten(1).T
+        coef = torch.linalg.lstsq(X, Y).solution  # [4, 3]
+        residuals.append((X @ coef - Y).abs().max().item())
+        moved.append((coef - torch.eye(4, 3, dtype=x.dtype)).abs().max().item())
+    return max(residuals), moved
+
+
+@pytest.mark.parametrize("name", COLOUR)
+def test_each_colour_transform_is_one_affine_colour_map_per_image(name):
+    # oracle: a colour transform acts on each pixel's RGB alone, the same way at every pixel
     images = noise_images()
     out = augment(AugmentPipe(p=1.0, **{name: 1}), images)
-    assert out.shape == images.shape and torch.isfinite(out).all()
-    assert (out - images).abs().max() > 0.1
+    residual, moved = _affine_fit_residual(images, out)
+    assert residual < 1e-4
+    assert max(moved) > 1e-2  # and it is not the identity for every image
+
+
+@pytest.mark.parametrize("name", GEOMETRIC)
+def test_each_geometric_transform_moves_pixels_and_never_mixes_channels(name):
+    # oracle: a geometric transform is the same spatial map for every channel, so permuting the
+    # input channels permutes the output channels; and it is not a colour map (not affine)
+    images = smooth_images(n=8)
+    out = augment(AugmentPipe(p=1.0, **{name: 1}), images)
+    permuted = augment(AugmentPipe(p=1.0, **{name: 1}), images[:, [2, 0, 1]])
+    torch.testing.assert_close(permuted, out[:, [2, 0, 1]], rtol=0, atol=1e-9)
+    residual, _ = _affine_fit_residual(images, out)
+    assert residual > 1e-2
 
 
 def test_xflip_gives_the_image_or_its_mirror():
@@ -245,6 +275,22 @@ def test_log_normal_magnitudes():
     assert brightness.std().item() == pytest.approx(0.2, rel=0.05)
 
 
+def test_remaining_magnitudes_by_their_distributions():
+    aniso = 1 / draw_geometry(aniso=1)[:, 0, 0]  # scale2d(s, 1/s), s = 2^N(0, 0.2)
+    assert torch.log2(aniso).std().item() == pytest.approx(0.2, rel=0.05)
+    xfrac = draw_geometry(xfrac=1)[:, :2, 2]  # N(0, 0.125) of the size, in pixels at 32 px
+    assert xfrac.std().item() == pytest.approx(0.125 * 32, rel=0.05)
+    # hue: a rotation about the grey axis by theta ~ U(-pi, pi) (hue_max = 1), so the 3x3 block
+    # has trace 1 + 2 cos(theta) with E[cos] = 0 and E[cos^2] = 1/2
+    hue = draw_colour(hue=1)[:, :3, :3]
+    cos = (hue.diagonal(dim1=1, dim2=2).sum(1) - 1) / 2
+    assert cos.mean().item() == pytest.approx(0.0, abs=0.02)
+    assert cos.square().mean().item() == pytest.approx(0.5, abs=0.02)
+    # saturation: luma + s (I - luma), s = 2^N(0, 1): trace 1 + 2 s
+    sat = (draw_colour(saturation=1)[:, :3, :3].diagonal(dim1=1, dim2=2).sum(1) - 1) / 2
+    assert torch.log2(sat).std().item() == pytest.approx(1.0, rel=0.05)
+
+
 def test_integer_translation_is_whole_pixels_within_range():
     shift = draw_geometry(xint=1)[:, :2, 2]
     assert torch.equal(shift, shift.round())
@@ -306,7 +352,7 @@ def test_all_reduce_combines_the_statistics_of_all_processes():
     assert seen[0].tolist() == [16.0, 16.0]
     assert ada.rt == 0.0 and ada.p < 0.5
     stats = torch.tensor([3.0, 5.0])
-    assert torch.equal(distributed_sum(stats.clone()), stats)  # single process: identity
+    assert torch.equal(all_sum(stats.clone()), stats)  # single process: identity
 
 
 def test_state_dict_round_trip_resumes_exactly():

@@ -326,9 +326,65 @@ def test_cli_dataset_download(tmp_path, server, capsys):
     (tmp_path / "u.txt").write_text(f"{server}/good0.png\n{server}/missing.png\n")
     code = cli.main(["dataset", "download", str(tmp_path / "u.txt"), "--out",
                      str(tmp_path / "raw"), "--workers", "2", "--rate", "0", "--retries", "0"])
-    assert code == 0
+    assert code == 1  # finished, but one URL failed
     out = capsys.readouterr().out
     assert "missing 1" in out and "ok 1" in out
+
+
+def _one_error_line(capsys, command: str) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    assert lines[0].startswith(f"drfhq {command}: error: ")
+    return lines[0]
+
+
+def test_cli_pack_unreadable_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    from drfhq_lib.data import dataset
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+
+    def denied(path):  # what listing a folder without read permission raises (root can read)
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(dataset, "list_images", denied)
+    code = cli.main(["dataset", "pack", str(folder), "--out", str(tmp_path / "d.zip")])
+    line = _one_error_line(capsys, "dataset pack")
+    assert code == 2 and str(folder) in line and "Permission denied" in line
+    assert "check that it is a folder of images" in line
+    assert not (tmp_path / "d.zip").exists()
+
+
+def test_cli_pack_missing_folder_and_unreadable_manifest_are_one_line(tmp_path, capsys):
+    code = cli.main(["dataset", "pack", str(tmp_path / "nope"), "--out", str(tmp_path / "d.zip")])
+    line = _one_error_line(capsys, "dataset pack")
+    assert code == 2 and "nope: no such folder or file" in line and "drfhq align" in line
+    (tmp_path / "manifest.csv").write_bytes(b"\xff\xfe\x00garbage\x81")
+    code = cli.main(["dataset", "pack", str(tmp_path / "manifest.csv"), "--out",
+                     str(tmp_path / "d.zip")])
+    line = _one_error_line(capsys, "dataset pack")
+    assert code == 2 and "manifest.csv: cannot be read" in line
+
+
+def test_cli_pack_wrong_resolution_and_bad_images(tmp_path, capsys):
+    _folder_of_images(tmp_path / "aligned", n=2, size=(32, 32))
+    code = cli.main(["dataset", "pack", str(tmp_path / "aligned"), "--out",
+                     str(tmp_path / "d.zip"), "--resolution", "100"])
+    line = _one_error_line(capsys, "dataset pack")
+    assert code == 2 and "power of two" in line and "100" in line
+    (tmp_path / "aligned" / "broken.png").write_text("<html>404</html>")
+    code = cli.main(["dataset", "pack", str(tmp_path / "aligned"), "--out",
+                     str(tmp_path / "d.zip"), "--resolution", "16"])
+    assert code == 1 and "bad_image 1, ok 2" in capsys.readouterr().out  # packed, one skipped
+
+
+def test_cli_filter_apply_missing_rejects_file_is_one_line(tmp_path, capsys):
+    _folder_of_images(tmp_path / "aligned", n=1, size=(32, 32))
+    code = cli.main(["dataset", "filter-apply", str(tmp_path / "aligned"),
+                     str(tmp_path / "rejects.txt")])
+    line = _one_error_line(capsys, "dataset filter-apply")
+    assert code == 2 and "REJECTS" in line and "rejects.txt: no such file" in line
 
 
 def test_demo_inputs(tmp_path):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from drfhq_lib.nets import encoders
 from drfhq_lib.infer import enhance
-from drfhq_lib.eval import inversion
+from drfhq_lib.eval import inversion_runs
 from drfhq_lib.infer.enhance import Networks
 from drfhq_lib.errors import CheckpointFormatError, DrfhqError, UnsafeCheckpointError
 from drfhq_lib.data.images import load_image, tensor_to_pil
@@ -215,7 +215,7 @@ def test_inversion_runs_e4e_natively_from_its_checkpoint(G, latent_avg, tmp_path
     nets = Networks(real, real, "untrained real", "untrained rendering", False, [])
     out = tmp_path / "out"
     portrait = enhance.SAMPLES / "kenji_portrait.png"
-    run = inversion.run_methods([portrait], ["e4e", "psp"], out, nets, ProjectionParams(steps=1),
+    run = inversion_runs.run_methods([portrait], ["e4e", "psp"], out, nets, ProjectionParams(steps=1),
                                 size=32, prefer="substitute", progress=False,
                                 checkpoints={"e4e": path})
     rows = {r["method"]: r for r in run.rows}
@@ -224,13 +224,13 @@ def test_inversion_runs_e4e_natively_from_its_checkpoint(G, latent_avg, tmp_path
     assert float(rows["e4e"]["lpips"]) >= 0
     net = encoders.load_encoder(path)
     ws = net.ws(encoders.encoder_input(load_image(out / "aligned" / "kenji_portrait.png")))
-    saved = inversion.read_external_latent(out / "e4e" / "kenji_portrait.npz")
+    saved = inversion_runs.read_external_latent(out / "e4e" / "kenji_portrait.npz")
     assert torch.allclose(saved, ws[0])
     expected = np.asarray(tensor_to_pil(resize(render(net.decoder, ws), 32))[0], np.int16)
     result = np.asarray(Image.open(out / "e4e" / "kenji_portrait.png"), np.int16)
     assert np.abs(result - expected).max() <= 1
     assert any(r.name == "e4e-encoder" for r in run.networks)
     with pytest.raises(DrfhqError, match="hyperstyle"):
-        inversion.run_methods([portrait], ["hyperstyle"], out, nets, size=32,
+        inversion_runs.run_methods([portrait], ["hyperstyle"], out, nets, size=32,
                               prefer="substitute", progress=False,
                               checkpoints={"hyperstyle": path})

@@ -63,3 +63,26 @@ def test_official_generator_is_required_outside_the_demo(empty_weights):
 
     with pytest.raises(MissingWeightsError, match="ffhq.pkl"):
         enhance.load_generators(None, "rendering.safetensors", "cpu")
+
+
+def test_colliding_stems_are_all_enhanced_under_distinct_names(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "face.png").write_bytes(
+            (enhance.SAMPLES / "kenji_portrait.png").read_bytes())
+    inputs = [tmp_path / "a" / "face.png", tmp_path / "b" / "face.png"]
+    assert enhance.renamed_inputs(inputs) == {inputs[0]: "a_face_png", inputs[1]: "b_face_png"}
+    nets = enhance.load_generators(None, None, "cpu", allow_untrained=True, untrained_size=32)
+    rows = enhance.enhance_files(inputs, tmp_path / "out", nets,
+                                 ProjectionParams(steps=1, w_avg_samples=100), batch=2,
+                                 progress=False)
+    assert [rows[str(p)]["status"] for p in inputs] == ["ok", "ok"]
+    assert {p.name for p in (tmp_path / "out").glob("*.png")} == {"a_face_png.png",
+                                                                  "b_face_png.png"}
+    assert "another input has the stem 'face'" in rows[str(inputs[0])]["reason"]
+
+
+def test_output_names_keep_unique_stems():
+    paths = [enhance.SAMPLES / "x.png", enhance.SAMPLES / "x.jpg", enhance.SAMPLES / "y.png"]
+    assert enhance.output_names(paths + paths[:1]) == {paths[0]: "x_png", paths[1]: "x_jpg",
+                                                       paths[2]: "y"}

@@ -48,6 +48,35 @@ def test_environment_yml_asks_for_nothing_extra():
     assert not extra, f"environment.yml has packages pyproject.toml lacks: {extra}"
 
 
-def test_torch_pins_are_the_ones_on_disk():
-    reqs = _pip_requirements()
-    assert reqs["torch"] == "==2.14.1" and reqs["torchvision"] == "==0.29.1"
+def _exact_pins() -> dict[str, str]:
+    return {n: spec[2:] for n, spec in _pip_requirements().items() if spec.startswith("==")}
+
+
+def test_torch_pins_agree_between_the_two_parsed_files():
+    # both sides parsed from their files: pyproject's ``==X`` and environment.yml's ``=X``
+    conda, _ = _conda_requirements()
+    pins = _exact_pins()
+    assert {"torch", "torchvision"} <= set(pins), "pyproject.toml must pin torch and torchvision"
+    for name in ("torch", "torchvision"):
+        assert conda[CONDA_NAME.get(name, name)] == "==" + pins[name], name
+
+
+def test_exact_pins_are_the_versions_installed_here():
+    # the environment the tests run in is the one the files describe (local builds like
+    # 2.14.1+cpu count as 2.14.1)
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name, pinned in _exact_pins().items():
+        try:
+            installed = version(name).split("+")[0]
+        except PackageNotFoundError:
+            continue  # e.g. a conda build under another distribution name
+        assert installed == pinned, f"{name}: pinned {pinned}, installed {installed}"
+
+
+def test_environment_python_satisfies_requires_python():
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    minimum = tuple(int(x) for x in re.match(r">=\s*(\d+)\.(\d+)", requires).groups())
+    deps = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    python = next(d for d in deps if isinstance(d, str) and d.startswith("python="))
+    assert tuple(int(x) for x in python.split("=")[1].split(".")[:2]) >= minimum

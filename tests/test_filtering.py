@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from drfhq_lib.data.dataset import apply_rejects, read_rejects, write_rejects
-from drfhq_lib.data.filtering import RejectGrid, thumbnail_png
+from drfhq_lib.apps.filter_grid import RejectGrid
+from drfhq_lib.data.filtering import thumbnail_png
 
 pytest.importorskip("ipywidgets")
 

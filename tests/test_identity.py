@@ -54,9 +54,19 @@ def test_identity_similarity_counts_faceless_pairs(dlib_embedder):
     assert row["embedder"] == "identity[dlib-resnet-128d]" and row["n_no_face"] == 1
 
 
-def test_identity_of_an_image_with_itself_is_one(dlib_embedder):
-    x = photo("biden")
-    assert identity.identity_similarity(x, x, dlib_embedder).mean == pytest.approx(1.0)
+def test_cosine_by_hand():
+    a = np.array([[1.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
+    b = np.array([[1.0, 1.0], [-3.0, -4.0], [2.0, 2.0]])
+    np.testing.assert_allclose(identity.cosine(a, b), [1 / math.sqrt(2), -1.0, 1.0], atol=1e-12)
+
+
+def test_identity_similarity_is_the_cosine_of_the_two_descriptors(dlib_embedder, descriptors):
+    # oracle: cos = <a, b> / (|a| |b|) written out on the descriptors of the two photos
+    a, b = descriptors["obama"], descriptors["biden"]
+    expected = float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    got = identity.identity_similarity(photo("obama"), photo("biden"), dlib_embedder)
+    assert got.mean == pytest.approx(expected, rel=1e-6)
+    assert got.mean < 0.95  # two people: well below the value of an image with itself (1)
 
 
 def test_embedder_records_what_it_resolved(dlib_embedder):
@@ -134,8 +144,13 @@ def test_curricularface_loads_strictly_and_embeds(fake_curricularface, empty_wei
 def test_curricularface_accepts_a_dataparallel_prefix(tmp_path, fake_curricularface):
     path, state = fake_curricularface
     prefixed = tmp_path / "dp.pth"
-    torch.save({f"module.{k}": v for k, v in state.items()}, prefixed)
-    identity.load_curricularface(prefixed)
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, prefixed)
+    net = identity.load_curricularface(prefixed)
+    loaded = net.state_dict()
+    assert loaded.keys() == state.keys()  # every prefixed name found its parameter
+    for name in ("input_layer.0.weight", "body.20.res_layer.1.weight",
+                 "output_layer.4.running_mean"):
+        torch.testing.assert_close(loaded[name], state[name].to(loaded[name].dtype))
 
 
 def test_another_network_is_refused(tmp_path):

@@ -2,6 +2,7 @@
 generators (G_real and a different G_rendering, so "ours" is not G_real's own projection)."""
 
 import csv
+import math
 
 import numpy as np
 import pytest
@@ -9,11 +10,13 @@ import torch
 from PIL import Image
 
 from drfhq_lib.infer import enhance
-from drfhq_lib.eval import inversion
+from drfhq_lib.eval import figures, inversion, inversion_figures, inversion_runs
+from drfhq_lib.errors import DrfhqError
 from drfhq_lib.infer.enhance import Networks
+from drfhq_lib.nets.identity import build_embedder
 from drfhq_lib.data.images import load_image, pil_to_tensor, tensor_to_pil
-from drfhq_lib.nets.perceptual import resize
-from drfhq_lib.infer.projection import ProjectionParams, load_latent, render
+from drfhq_lib.nets.perceptual import build_lpips, resize
+from drfhq_lib.infer.projection import ProjectionParams, load_latent, render, w_statistics
 
 PORTRAIT = enhance.SAMPLES / "kenji_portrait.png"
 PARAMS = ProjectionParams(steps=2, w_avg_samples=1000)
@@ -28,7 +31,7 @@ def nets():
 
 
 def _run(nets, out, methods, inputs=(PORTRAIT,), **kw):
-    return inversion.run_methods(list(inputs), methods, out, nets, PARAMS, I2S, batch=2,
+    return inversion_runs.run_methods(list(inputs), methods, out, nets, PARAMS, I2S, batch=2,
                                  size=32, prefer="substitute", progress=False, **kw)
 
 
@@ -43,7 +46,7 @@ def test_registry_has_every_method_of_the_figures():
         assert inversion.get_method(name).name == name
     runs_here = {m.name for m in inversion.METHODS.values() if m.runs_here}
     assert runs_here == {"ours", "latent-optimisation", "baseline-framework", "i2s"}
-    with pytest.raises(inversion.DrfhqError, match="unknown inversion method 'sdedit'"):
+    with pytest.raises(DrfhqError, match="unknown inversion method 'sdedit'"):
         inversion.get_method("sdedit")
 
 
@@ -56,12 +59,12 @@ def test_missing_encoder_results_are_not_run_with_the_checkpoint_named(nets, tmp
     assert "restyle_psp_ffhq_encode.pt" in reasons["restyle-psp"]
     assert str(tmp_path / "e4e") in reasons["e4e"]  # where the results are expected
     assert not (tmp_path / "e4e" / "kenji_portrait.png").exists()
-    cells, missing, rows, cols = inversion.grid_cells(run, ["e4e", "hyperstyle"])
+    cells, missing, rows, cols = inversion_figures.grid_cells(run, ["e4e", "hyperstyle"])
     assert rows == ["kenji_portrait"] and cols == ["input", "e4e", "HyperStyle"]
     assert cells[0][0] is not None and cells[0][1] is None and cells[0][2] is None
     assert missing[0][1] == "needs e4e_ffhq_encode.pt"
     assert "hyperstyle_ffhq.pt" in missing[0][2].replace("\n", " ")
-    assert max(len(line) for line in missing[0][2].splitlines()) <= inversion.CELL_CHARS
+    assert max(len(line) for line in missing[0][2].splitlines()) <= figures.CELL_CHARS
 
 
 def test_a_given_results_folder_is_picked_up_and_measured(nets, tmp_path):
@@ -122,7 +125,7 @@ def test_i2s_moves_only_w_plus_at_a_constant_learning_rate(nets, lpips_hed):
     noise_before = {k: v.clone() for k, v in G.synthesis.named_buffers() if "noise" in k}
     target = torch.rand(1, 3, 32, 32) * 2 - 1
     lpips = lpips_hed
-    w_avg, w_std = inversion.w_statistics(G, I2S, torch.device("cpu"))
+    w_avg, w_std = w_statistics(G, I2S, torch.device("cpu"))
     result = inversion.i2s_project(G, target, inversion.i2s_distance(lpips, I2S),
                                    inversion.I2SParams(steps=4), progress=False,
                                    w_stats=(w_avg, w_std))
@@ -150,12 +153,27 @@ def test_rows_carry_status_and_metrics(projected):
     assert [r["item"] for r in run.rows] == [
         "ours/kenji_portrait", "i2s/kenji_portrait", "latent-optimisation/kenji_portrait",
         "ours/broken", "i2s/broken", "latent-optimisation/broken"]
+    # Oracles computed here from the files on disk, not through the runner: LPIPS of the saved
+    # result against the saved aligned input, and the cosine of the two face embeddings by hand.
+    lpips_net = build_lpips("substitute", "cpu")
+    embedder = build_embedder("substitute", "cpu")
+    aligned = pil_to_tensor(load_image(out / "aligned" / "kenji_portrait.png"))
+    (e_in,), (found_in,) = embedder.embed(aligned)
     for row in run.rows[:3]:
         assert row["status"] == "ok" and float(row["seconds"]) > 0
-        assert 0 < float(row["lpips"]) < 2
-        assert row["identity_similarity"]  # a number, or nan with the reason beside it
-        if row["identity_similarity"] == "nan":
-            assert "no face" in row["identity_note"]
+        result = pil_to_tensor(load_image(out / row["method"] / "kenji_portrait.png"))
+        lpips = float(row["lpips"])  # raises on a non-number, unlike a truthiness check
+        assert 0 < lpips < 2
+        assert lpips == pytest.approx(float(lpips_net(result, aligned)[0]), abs=1e-4)
+        similarity = float(row["identity_similarity"])
+        (e_out,), (found_out,) = embedder.embed(result)
+        if found_in and found_out:
+            expected = float(np.dot(e_in, e_out) / (np.linalg.norm(e_in) * np.linalg.norm(e_out)))
+            assert -1 <= similarity <= 1
+            assert similarity == pytest.approx(expected, abs=1e-4)
+            assert row["identity_note"] == ""
+        else:  # no face in one of them: nan, never a made-up number, and the reason beside it
+            assert math.isnan(similarity) and "no face" in row["identity_note"]
         assert row["trained"] == "false" and row["lpips_net"] == "lpips-vgg16[hed-trunk]"
         assert (out / row["method"] / "kenji_portrait.npz").exists()
     with open(out / "inversion.csv", newline="") as f:
@@ -207,7 +225,7 @@ def test_ours_is_enhances_path(projected, nets, tmp_path):
 
 def test_comparison_figure_is_stamped_and_names_not_run_methods(projected, nets, tmp_path):
     out, bad, run = projected
-    fig = inversion.comparison_figure(run, ["e4e", "ours"], nets, "Fig. 7")
+    fig = inversion_figures.comparison_figure(run, ["e4e", "ours"], nets, "Fig. 7")
     texts = [t.get_text() for t in fig.texts] + [t.get_text() for ax in fig.axes for t in ax.texts]
     from drfhq_lib.eval.figures import UNTRAINED, save_figure
 
@@ -219,8 +237,8 @@ def test_comparison_figure_is_stamped_and_names_not_run_methods(projected, nets,
 
 def test_figure_note_says_when_G_rendering_is_G_real(nets):
     same = Networks(nets.G_real, nets.G_real, "a", "a", False, [])
-    assert "G_rendering = G_real" in inversion.figure_note(same, [])
-    assert "G_rendering = G_real" not in inversion.figure_note(nets, [])
+    assert "G_rendering = G_real" in inversion_figures.figure_note(same, [])
+    assert "G_rendering = G_real" not in inversion_figures.figure_note(nets, [])
 
 
 # ----------------------------------------------------------------------------- failure cases
@@ -228,7 +246,7 @@ def test_figure_note_says_when_G_rendering_is_G_real(nets):
 def test_failure_cases_report_lpips_identity_and_mask_statistics(nets, tmp_path):
     bad = tmp_path / "nope.png"
     bad.write_bytes(b"")
-    cases = inversion.failure_cases({"accessories": [PORTRAIT], "large pose": [bad],
+    cases = inversion_runs.failure_cases({"accessories": [PORTRAIT], "large pose": [bad],
                                      "complex background": []},
                                     tmp_path / "out", nets, PARAMS, batch=2, size=32,
                                     prefer="substitute", progress=False)
@@ -246,5 +264,5 @@ def test_failure_cases_report_lpips_identity_and_mask_statistics(nets, tmp_path)
     assert cases.row_labels[0] == (f"accessories\nkenji_portrait\nLPIPS {ok['final_lpips']}, "
                                    f"id {ok['identity_similarity']}")
     assert cases.row_labels[1:] == ["large pose\nnope", "complex background"]
-    table = inversion.failure_table(cases)
+    table = inversion_runs.failure_table(cases)
     assert list(table[2]) == list(table[0])  # every row has every column, for the CSV

@@ -115,8 +115,29 @@ def test_identity_losses_weigh_the_two_terms(nets, pair):
     assert {r.label for r in module.resolved} >= {"sketch[hed]", "lpips-vgg16[hed-trunk]"}
     with torch.no_grad():
         total, terms = module(real, other)
-        expected = losses.LAMBDA_SKETCH * terms["sketch"] + losses.LAMBDA_COLOR * terms["color"]
-    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+        # oracle by hand: the L1 sum of the sketches at 64 px, LPIPS of blurred 64 px copies
+        up = lambda x: perceptual.resize(x, 64)
+        l_sketch = (sketch_net(up(real)) - sketch_net(up(other))).abs().flatten(1).sum(1).mean()
+        blur = lambda x: perceptual.gaussian_blur(up(x), 13, 10.0)
+        l_color = lpips_net(blur(real), blur(other)).mean()
+    assert terms["sketch"].item() == pytest.approx(l_sketch.item(), rel=1e-5)
+    assert terms["color"].item() == pytest.approx(l_color.item(), rel=1e-5)
+    assert total.item() == pytest.approx(5e-6 * l_sketch.item() + 3.75e3 * l_color.item(),
+                                         rel=1e-5)
+
+
+def test_identity_losses_switch_a_term_off_without_its_network_and_average_per_image():
+    sketch_net = torch.nn.Tanh()
+    a = torch.zeros(2, 3, 8, 8)
+    b = torch.stack([torch.zeros(3, 8, 8), torch.full((3, 8, 8), 0.5)])
+    module = losses.IdentityLosses(sketch_net, None, lambda_sketch=2.0, sketch_size=8)
+    per_image, terms = module.per_image(a, b)
+    assert set(terms) == {"sketch"} and module.enabled
+    d = math.tanh(0.5) * 3 * 8 * 8  # |tanh(0) - tanh(0.5)| summed over 192 elements
+    torch.testing.assert_close(per_image, torch.tensor([0.0, 2.0 * d]))
+    total, mean_terms = module(a, b)
+    assert total.item() == pytest.approx(d) and mean_terms["sketch"].item() == pytest.approx(d / 2)
+    assert not losses.IdentityLosses().enabled
 
 
 # ----------------------------------------------------------------------------- noise

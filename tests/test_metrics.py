@@ -51,6 +51,29 @@ def test_frechet_distance_survives_singular_covariances():
     assert got == pytest.approx(3 + 2, abs=1e-2)  # product is zero: no cross term
 
 
+def test_frechet_distance_of_full_2d_covariances_by_the_2x2_square_root_identity():
+    # oracle: for a 2x2 M with non-negative eigenvalues, Tr(M^1/2) = sqrt(Tr M + 2 sqrt(det M))
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        a, b = rng.normal(size=(2, 2)), rng.normal(size=(2, 2))
+        s1, s2 = a @ a.T + 0.1 * np.eye(2), b @ b.T + 0.1 * np.eye(2)
+        mu1, mu2 = rng.normal(size=2), rng.normal(size=2)
+        m = s1 @ s2
+        tr_sqrt = np.sqrt(np.trace(m) + 2 * np.sqrt(np.linalg.det(m)))
+        expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+        got = metrics.frechet_distance(mu1, s1, mu2, s2)
+        assert got == pytest.approx(expected, rel=1e-7, abs=1e-9)
+
+
+def test_frechet_distance_of_sampled_gaussians_approaches_the_closed_form():
+    # two different distributions: N(0, I) and N((3, 0), diag(4, 1)); FD = 9 + (1 + 4 - 2*2) = 10
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(200_000, 2))
+    b = rng.normal(size=(200_000, 2)) * [2.0, 1.0] + [3.0, 0.0]
+    got = metrics.frechet_distance(*metrics.gaussian_stats(a), *metrics.gaussian_stats(b))
+    assert got == pytest.approx(10.0, abs=0.05)
+
+
 def test_gaussian_stats_needs_two_rows():
     mu, sigma = metrics.gaussian_stats(np.array([[0.0, 1.0], [2.0, 3.0]]))
     np.testing.assert_allclose(mu, [1, 2])
@@ -67,10 +90,31 @@ def faces():
     return {n: photo(n) for n in ("obama", "obama2", "obama3", "biden")}
 
 
+class _MeanEmbedder:
+    """A stand-in descriptor: (the image's mean value, 0), no face when the image is all -1."""
+
+    dim, resolved = 2, []
+
+    def embed(self, images):
+        found = images.flatten(1).amax(1) > -1
+        mean = images.flatten(1).mean(1, keepdim=True).double()
+        return torch.cat([mean, torch.zeros_like(mean)], 1).numpy(), found.numpy()
+
+
+def test_fd_dlib_hand_computed_with_a_stand_in_descriptor():
+    # descriptors a = {0, 2} (mean 1, var 2), b = {1, 5} (mean 3, var 8):
+    # FD = (1 - 3)^2 + 2 + 8 - 2 sqrt(2 * 8) = 4 + 10 - 8 = 6; the all -1 image has no face
+    img = lambda v: torch.full((1, 3, 4, 4), float(v))
+    result = metrics.fd_dlib([img(0), img(2)], [torch.cat([img(1), img(5)]), img(-1)],
+                             _MeanEmbedder())
+    # (the second, constant coordinate adds nothing but the eps regularisation of a singular
+    # covariance: ~1e-6)
+    assert result.metric == "FD-dlib" and result.value == pytest.approx(6.0, abs=1e-3)
+    assert (result.n_a, result.n_b, result.n_no_face_a, result.n_no_face_b) == (2, 3, 0, 1)
+
+
 def test_fd_dlib_on_two_tiny_sets(faces):
     obamas = [faces["obama"], faces["obama2"], faces["obama3"]]
-    same = metrics.fd_dlib(obamas, obamas)
-    assert same.metric == "FD-dlib" and same.value == pytest.approx(0, abs=1e-6)
     bidens = [faces["biden"], faces["biden"].flip(-1), faces["biden"][..., 20:, :]]
     other = metrics.fd_dlib(obamas, bidens + [torch.zeros(1, 3, 64, 64)])
     assert other.value > 0.2  # descriptors of two people are ~0.6 apart, within one < 0.5
@@ -166,8 +210,17 @@ def test_generator_source_from_a_stylegan_generator():
     G = networks.Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=128, channel_max=16)
     source = metrics.GeneratorSource.from_stylegan(G)
     assert source.z_size == 16 and source(torch.randn(2, 16)).shape == (2, 3, 16, 16)
-    (a, b), = metrics.paired_samples(G, G, 2, 4)
-    torch.testing.assert_close(a, b)
+    torch.manual_seed(1)
+    G_b = networks.Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=128,
+                             channel_max=16)
+    (a, b), = metrics.paired_samples(G, G_b, 2, 4, seed=7)
+    # oracle: the same w (G's mapping of seeds 7, 8 drawn the official way) through each synthesis
+    z = torch.from_numpy(np.concatenate([np.random.RandomState(s).randn(1, 16) for s in (7, 8)]))
+    with torch.no_grad():
+        ws = G.mapping(z.float(), None)
+        torch.testing.assert_close(a, G.synthesis(ws, noise_mode="const"))
+        torch.testing.assert_close(b, G_b.synthesis(ws, noise_mode="const"))
+    assert (a - b).abs().mean() > 1e-3  # two generators, so two different images
 
 
 def test_image_files_from_folder_and_zip(tmp_path):
@@ -177,7 +230,7 @@ def test_image_files_from_folder_and_zip(tmp_path):
         if name.endswith("txt"):
             (folder / name).write_text("not an image")
         else:
-            Image.new("RGB", (6, 4), (i * 100, 0, 0)).save(folder / name)
+            Image.new("RGB", (6, 6), (i * 100, 0, 0)).save(folder / name)
     archive = tmp_path / "images.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.write(folder / "a.png", "00000/img00000000.png")
@@ -185,11 +238,12 @@ def test_image_files_from_folder_and_zip(tmp_path):
         z.writestr("dataset.json", "{}")
     for source in (folder, archive):
         data = metrics.ImageFiles(source)
-        assert len(data) == 2 and data[0].shape == (3, 4, 6) and data[0].dtype == torch.uint8
+        assert len(data) == 2 and data[0].shape == (3, 6, 6) and data[0].dtype == torch.uint8
         assert data[0][0, 0, 0] == 0 and data[1][0, 0, 0] > 50
         pickle.loads(pickle.dumps(data))[1]  # DataLoader workers get their own zip handle
         batches = list(data.batches(batch_size=2))
-        assert batches[0].shape == (2, 3, 4, 6) and batches[0].min() >= -1
+        assert batches[0].shape == (2, 3, 6, 6) and batches[0].min() >= -1
+        assert batches[0][1, 0, 0, 0].item() == pytest.approx(100 / 127.5 - 1, abs=0.03)  # b.jpg
 
 
 # ----------------------------------------------------------------------------- tables

@@ -1,5 +1,6 @@
 """Every notebook runs end to end through papermill with its CI parameters."""
 
+import csv
 import json
 
 import pytest
@@ -9,6 +10,84 @@ from drfhq_lib.provenance import sidecar_path
 
 PATHS = notebooks.notebook_paths()
 TABLE_ONLY = {"00_networks"}  # its artefact is the table of networks this machine uses
+
+# What each notebook's table must hold under its CI parameters (notebooks/ci/<stem>.yaml):
+# "columns" that must be present, "rows" (an int, or a function of the CI parameters), and
+# "trained": the value every row's (or the JSON's) `trained` flag must have. Every CI run uses
+# untrained stand-ins, so a `trained` that says True is a mislabelled artefact.
+PORTRAITS_IN_CI = 2  # `limit: 2` of samples/renders/*_portrait.png
+TABLES = {
+    "00_networks": {"columns": {"network", "use", "label", "found", "sha256"},
+                    "rows": lambda p: len(__import__("drfhq_lib.nets.weights",
+                                                     fromlist=["NETWORKS"]).NETWORKS)},
+    "01_dataset_prep": {"columns": {"status", "count", "files", "reason"}},
+    "02_finetune": {"keys": {"snapshots", "kimg", "p", "losses", "identity", "history",
+                             "untrained_source", "network_file"},
+                    "json": lambda t, p: (t["untrained_source"] is True
+                                          and t["snapshots"] >= round(p["kimg"] / p["snap"])
+                                          and len(t["history"]) == t["snapshots"])},
+    "03_inference": {"columns": {"input", "status", "reason", "seconds"},
+                     "rows": lambda p: p["limit"]},
+    "04_shared_latent": {"columns": {"latent", "compared", "lpips", "l2", "identity_similarity",
+                                     "faces_found", "reason", "trained"},
+                         "latents": lambda p: len(p["seeds"]) + p["limit"], "trained": False},
+    "05_latent_explorer": {"keys": {"device", "G_real", "G_rendering", "trained",
+                                    "preview_seconds"}, "trained": False},
+    "07_inversion_baselines": {"columns": {"label", "method", "input", "status", "trained"},
+                               "rows": lambda p: PORTRAITS_IN_CI * len(p["methods"]),
+                               "trained": False},
+    "09_style_transfer": {"columns": {"trained"}, "trained": False},
+    "10_loss_ablation": {"columns": {"trained", "sketch", "color"}, "trained": False},
+    "11_framework_ablation": {"columns": {"label", "method", "input", "status", "trained"},
+                              "rows": lambda p: PORTRAITS_IN_CI * len(p["methods"]),
+                              "trained": False},
+    "12_inversion_ablation": {"columns": {"label", "method", "input", "status", "trained"},
+                              "rows": lambda p: PORTRAITS_IN_CI * len(p["methods"]),
+                              "trained": False},
+    "13_dataset_ablation": {"columns": {"trained"}, "trained": False},
+    "14_failure_cases": {"columns": {"category", "input", "status", "trained"},
+                         # one row per category and input; an empty category is a "not run" row
+                         "rows": lambda p: sum(max(1, len(v)) for v in p["categories"].values()),
+                         "trained": False},
+    "15_user_study": {"keys": {"simulated", "studies"},
+                      "json": lambda t, p: (t["simulated"] is True
+                                            and set(t["studies"]) == {"inversion", "fullbody"})},
+}
+
+
+def _falsy_flag(value) -> bool:
+    return str(value).strip().lower() in ("false", "0", "no")
+
+
+def check_table(stem: str, results, params: dict) -> None:
+    """The checks of TABLES[stem] on results/<stem>.csv|json (read back from disk)."""
+    spec = TABLES.get(stem, {})
+    csv_path, json_path = results / f"{stem}.csv", results / f"{stem}.json"
+    if csv_path.is_file():
+        with open(csv_path, newline="") as f:
+            reader = csv.DictReader(f)
+            columns, rows = set(reader.fieldnames or []), list(reader)
+        assert rows, f"{csv_path.name}: no rows"
+        assert "" not in columns and None not in columns, f"{csv_path.name}: a nameless column"
+        missing = spec.get("columns", set()) - columns
+        assert not missing, f"{csv_path.name}: columns {sorted(missing)} missing from {sorted(columns)}"
+        assert all(None not in r for r in rows), f"{csv_path.name}: a row longer than the header"
+        if "rows" in spec:
+            assert len(rows) == spec["rows"](params), f"{csv_path.name}: {len(rows)} rows"
+        if "latents" in spec:
+            assert len({r["latent"] for r in rows}) == spec["latents"](params)
+        if "trained" in spec:
+            flags = [r["trained"] for r in rows]
+            assert all(_falsy_flag(v) for v in flags) if spec["trained"] is False else \
+                not any(_falsy_flag(v) for v in flags), f"{csv_path.name}: trained = {flags}"
+    else:
+        table = json.loads(json_path.read_text())
+        missing = spec.get("keys", set()) - set(table)
+        assert not missing, f"{json_path.name}: keys {sorted(missing)} missing"
+        if "trained" in spec:
+            assert table["trained"] is spec["trained"], f"{json_path.name}: trained"
+        if "json" in spec:
+            assert spec["json"](table, params), f"{json_path.name}: {table}"
 
 
 def test_there_are_notebooks():
@@ -41,6 +120,7 @@ def test_notebook_runs_and_writes_artefacts_with_provenance(nb, tmp_path):
     assert artefacts, f"{nb.name} wrote nothing into figures_dir or results_dir"
     assert [p for p in results.glob(f"{nb.stem}.*") if p.suffix in (".csv", ".json")], \
         f"{nb.name}: no table results_dir/{nb.stem}.csv|json"
+    check_table(nb.stem, results, params)
     if nb.stem not in TABLE_ONLY:
         assert (figures / f"{nb.stem}.png").is_file(), f"{nb.name}: no figure {nb.stem}.png"
     for artefact in artefacts:
@@ -48,3 +128,27 @@ def test_notebook_runs_and_writes_artefacts_with_provenance(nb, tmp_path):
         assert record["artifact"] == artefact.name
         assert record["params"], f"{artefact.name}: provenance without parameters"
         assert "networks" in record and "git_commit" in record
+
+
+def test_every_notebook_with_a_table_has_a_table_spec():
+    # 08 writes a JSON of parameters only; 16 is the mini world's, being written in parallel
+    assert {p.stem for p in PATHS} - {"08_postprocess", "16_miniworld_groundtruth"} <= set(TABLES)
+
+
+def test_table_checker_catches_a_mislabelled_or_short_table(tmp_path):
+    # the checker itself, on hand-written tables: it must fail where the notebook would be wrong
+    params = {"seeds": [0, 1], "limit": 1}
+    header = "latent,compared,lpips,l2,identity_similarity,faces_found,reason,trained\n"
+    good = header + "seed0,pair,0.1,0.2,0.9,True,,False\nseed1,pair,0.1,0.2,0.9,True,,False\n" \
+        "p0,pair,0.1,0.2,0.9,True,,False\n"
+    (tmp_path / "04_shared_latent.csv").write_text(good)
+    check_table("04_shared_latent", tmp_path, params)
+    (tmp_path / "04_shared_latent.csv").write_text(good.replace("True,,False\np0", "True,,True\np0"))
+    with pytest.raises(AssertionError, match="trained"):
+        check_table("04_shared_latent", tmp_path, params)
+    (tmp_path / "04_shared_latent.csv").write_text(good.rsplit("p0", 1)[0])
+    with pytest.raises(AssertionError):
+        check_table("04_shared_latent", tmp_path, params)
+    (tmp_path / "04_shared_latent.csv").write_text(header.replace(",l2", "") + "a,b,c,d,e,f,g\n")
+    with pytest.raises(AssertionError, match="l2"):
+        check_table("04_shared_latent", tmp_path, params)

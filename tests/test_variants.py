@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 from drfhq_lib import finetune
-from drfhq_lib.eval import variants
+from drfhq_lib.eval import variant_figures, variant_files, variants
 from drfhq_lib.errors import MissingWeightsError
 from drfhq_lib.finetune import snapshots
 from drfhq_lib.nets import load_network
@@ -44,7 +45,7 @@ def config(files, out, **changes) -> finetune.FinetuneConfig:
 def run(files, tmp_path_factory):
     """One finished tiny run (one step)."""
     out = tmp_path_factory.mktemp("variants-run") / "run"
-    variant = variants.finetuned_variant("run", config(files, out), train=True, log=None)
+    variant = variant_files.finetuned_variant("run", config(files, out), train=True, log=None)
     assert variant.status == variants.OK
     return out, variant
 
@@ -56,9 +57,9 @@ def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_run_folder_and_its_network_file_load_the_same_generator(run):
     out, _ = run
-    from_folder = variants.file_variant("f", out)
+    from_folder = variant_files.file_variant("f", out)
     network_file = snapshots.latest_snapshot(out).network_file
-    from_file = variants.file_variant("n", network_file)
+    from_file = variant_files.file_variant("n", network_file)
     assert from_folder.status == from_file.status == variants.OK
     assert from_folder.network_file == from_file.network_file == str(network_file)
     assert _states_equal(from_folder.G, from_file.G)
@@ -69,7 +70,7 @@ def test_run_folder_and_its_network_file_load_the_same_generator(run):
 
 
 def test_source_variant_is_g_ema_and_names_the_untrained_stand_in(files):
-    real = variants.source_variant(files["source"])
+    real = variant_files.source_variant(files["source"])
     assert _states_equal(real.G, load_network(files["source"])["G_ema"])
     assert not real.trained
     assert [r.label for r in real.resolved] == ["stylegan2-untrained-small"]
@@ -77,7 +78,7 @@ def test_source_variant_is_g_ema_and_names_the_untrained_stand_in(files):
 
 def test_official_g_real_missing_is_an_error_saying_how_to_get_it(empty_weights):
     with pytest.raises(MissingWeightsError, match="ffhq.pkl"):
-        variants.source_variant(None)
+        variant_files.source_variant(None)
 
 
 def test_a_third_party_network_file_counts_as_trained(files, tmp_path):
@@ -85,21 +86,21 @@ def test_a_third_party_network_file_counts_as_trained(files, tmp_path):
 
     G = load_network(files["other"])["G_ema"]
     save_network(tmp_path / "nada.safetensors", {"G_ema": G})  # no 'untrained' mark
-    nada = variants.file_variant("StyleGAN-NADA", tmp_path / "nada.safetensors")
+    nada = variant_files.file_variant("StyleGAN-NADA", tmp_path / "nada.safetensors")
     assert nada.status == variants.OK and nada.trained and _states_equal(nada.G, G)
-    assert nada.as_record()["sha256"] is not None
+    assert variant_files.variant_record(nada)["sha256"] is not None
 
 
 def test_missing_things_are_not_run_with_the_reason(files, tmp_path):
-    nada = variants.file_variant("NADA", None, needs="set nada to a .pt")
+    nada = variant_files.file_variant("NADA", None, needs="set nada to a .pt")
     assert (nada.status, nada.G) == (variants.NOT_RUN, None)
     assert "no generator file given" in nada.reason and "set nada to a .pt" in nada.reason
-    gone = variants.file_variant("AgileGAN", tmp_path / "agile.pt")
+    gone = variant_files.file_variant("AgileGAN", tmp_path / "agile.pt")
     assert gone.status == variants.NOT_RUN and "agile.pt: not found" in gone.reason
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    assert "unreadable" in variants.file_variant("x", broken).reason
-    missing_run = variants.generator_variant("ours", tmp_path / "no-run",
+    assert "unreadable" in variant_files.file_variant("x", broken).reason
+    missing_run = variant_files.generator_variant("ours", tmp_path / "no-run",
                                              config(files, ""), train=False)
     assert missing_run.status == variants.NOT_RUN
     assert "no-run" in missing_run.reason and "train=True" in missing_run.reason
@@ -110,38 +111,38 @@ def test_missing_things_are_not_run_with_the_reason(files, tmp_path):
 
 def test_unfinished_run_is_not_run_without_train(files, run, tmp_path):
     out, _ = run
-    longer = variants.finetuned_variant("r", config(files, out, kimg=0.008), train=False)
+    longer = variant_files.finetuned_variant("r", config(files, out, kimg=0.008), train=False)
     assert longer.status == variants.OK  # without train, a run counts as finished at its kimg
     unfinished = tmp_path / "unfinished"
-    variants.finetuned_variant("u", config(files, unfinished), train=True, log=None)
+    variant_files.finetuned_variant("u", config(files, unfinished), train=True, log=None)
     state = snapshots.latest_snapshot(unfinished).state_file
     stored = snapshots.read_state(state)
     stored["config"]["kimg"] = 0.008  # as if stopped half way
     snapshots.write_state(state, {k: v for k, v in stored.items() if k != "format"})
-    record = variants.run_folder_variant("u", unfinished)
+    record = variant_files.run_folder_variant("u", unfinished)
     assert record.status == variants.NOT_RUN
     assert "stopped at 0.004 of 0.008 kimg" in record.reason and "train=True" in record.reason
 
 
 def test_train_then_rerun_reuses_the_run_and_a_longer_one_resumes(files, tmp_path):
     out = tmp_path / "ours"
-    first = variants.generator_variant("ours", out, config(files, ""), train=True)
+    first = variant_files.generator_variant("ours", out, config(files, ""), train=True)
     assert first.status == variants.OK and first.kimg == pytest.approx(0.004)
     written = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = variants.generator_variant("ours", out, config(files, ""), train=True)
+    again = variant_files.generator_variant("ours", out, config(files, ""), train=True)
     assert again.network_file == first.network_file
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == written  # nothing retrained
-    longer = variants.generator_variant("ours", out, config(files, "", kimg=0.008), train=True)
+    longer = variant_files.generator_variant("ours", out, config(files, "", kimg=0.008), train=True)
     assert longer.kimg == pytest.approx(0.008)
     assert snapshots.snapshot_nimgs(out) == [8, 4]  # resumed from the first snapshot
 
 
 def test_a_folder_trained_with_other_settings_is_not_reused(files, run):
     out, _ = run
-    other = variants.finetuned_variant("full", config(files, out, sketch=True, color=True),
+    other = variant_files.finetuned_variant("full", config(files, out, sketch=True, color=True),
                                        train=True, networks=TINY_NETS)
     assert other.status == variants.NOT_RUN and "sketch" in other.reason
-    expected = variants.run_folder_variant("full", out, expect=variants.LOSS_ABLATION["full"])
+    expected = variant_files.run_folder_variant("full", out, expect=variants.LOSS_ABLATION["full"])
     assert expected.status == variants.NOT_RUN and "'sketch': False" in expected.reason
 
 
@@ -155,7 +156,7 @@ def test_loss_ablation_switches_reach_each_run(files, tmp_path):
         "no_color": (True, False, str(folders["no_color"])),
         "full": (True, True, str(folders["full"]))}
     for name in ("no_sketch", "no_color"):
-        variant = variants.finetuned_variant(name, configs[name], True, networks=TINY_NETS,
+        variant = variant_files.finetuned_variant(name, configs[name], True, networks=TINY_NETS,
                                              expect=variants.LOSS_ABLATION[name], log=None)
         assert variant.status == variants.OK
         stored = snapshots.latest_snapshot(folders[name]).state["config"]
@@ -166,14 +167,15 @@ def test_loss_ablation_switches_reach_each_run(files, tmp_path):
 
 
 def test_same_latents_through_identical_and_different_generators(files):
-    real = variants.source_variant(files["source"])
-    twin = variants.source_variant(files["source"], name="twin")
-    other = variants.source_variant(files["other"], name="other")
+    real = variant_files.source_variant(files["source"])
+    twin = variant_files.source_variant(files["source"], name="twin")
+    other = variant_files.source_variant(files["other"], name="other")
     images = variants.render_same_latents(real, [real, twin, other], count=3, seed=5)
     assert torch.equal(images["StyleGAN2-FFHQ"], images["twin"])
     assert not torch.allclose(images["StyleGAN2-FFHQ"], images["other"])
-    ws = real.G.mapping(torch.randn(3, real.G.z_dim, generator=torch.Generator().manual_seed(5)),
-                        None)
+    # The official convention, written out here: latent i is RandomState(seed + i).randn(z_dim).
+    z = np.stack([np.random.RandomState(5 + i).randn(real.G.z_dim) for i in range(3)])
+    ws = real.G.mapping(torch.from_numpy(z).float(), None)
     assert torch.allclose(images["other"], other.G.synthesis(ws, noise_mode="const"))
     lpips = TinyLPIPS()
     lpips.label = "tiny"
@@ -184,14 +186,14 @@ def test_same_latents_through_identical_and_different_generators(files):
 
 
 def test_incompatible_and_missing_generators_become_not_run_cells(files):
-    real = variants.source_variant(files["source"])
-    big = variants.source_variant(files["source32"], name="big")
+    real = variant_files.source_variant(files["source"])
+    big = variant_files.source_variant(files["source32"], name="big")
     kept = variants.in_same_space(real, [real, big, variants.not_run("NADA", "no file")])
     assert [v.status for v in kept] == [variants.OK, variants.NOT_RUN, variants.NOT_RUN]
     assert "not the same latent space" in kept[1].reason
     images = variants.render_same_latents(real, kept, 2)
     assert images["big"] is None and images["NADA"] is None
-    fig = variants.comparison_figure(kept, images)
+    fig = variant_figures.comparison_figure(kept, images)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert sum(t.startswith("not run") for t in texts) == 4  # 2 generators x 2 latents
     assert any("no file" in t for t in texts)
@@ -200,7 +202,7 @@ def test_incompatible_and_missing_generators_become_not_run_cells(files):
 def test_comparison_row_keeps_columns_and_never_invents_a_distance(files):
     from drfhq_lib.nets.identity import build_embedder
 
-    real = variants.source_variant(files["source"])
+    real = variant_files.source_variant(files["source"])
     missing = variants.not_run("NADA", "no file")
     try:
         embedder = build_embedder("substitute")
@@ -237,18 +239,18 @@ def test_enhanced_pairs_are_the_projected_face_and_its_g_real_render(files, tmp_
     from drfhq_lib.infer.enhance import SAMPLES
     from drfhq_lib.infer.projection import ProjectionParams, load_latent, render
 
-    real = variants.source_variant(files["source32"])
-    rendering = replace(variants.source_variant(files["source32"]), name="DRFHQ")
+    real = variant_files.source_variant(files["source32"])
+    rendering = replace(variant_files.source_variant(files["source32"]), name="DRFHQ")
     inputs = [SAMPLES / "kenji_portrait.png"]
-    rows = variants.enhance_with(real, rendering, inputs, tmp_path / "DRFHQ",
+    rows = variant_files.enhance_with(real, rendering, inputs, tmp_path / "DRFHQ",
                                  ProjectionParams(steps=1, w_avg_samples=1000), progress=False)
     assert [r["status"] for r in rows.values()] == ["ok"]
-    assert variants.enhance_with(real, variants.not_run("DHF", "x"), inputs, tmp_path) == {}
-    common = variants.enhanced_inputs({"DRFHQ": rows}, {"DRFHQ": tmp_path / "DRFHQ"})
+    assert variant_files.enhance_with(real, variants.not_run("DHF", "x"), inputs, tmp_path) == {}
+    common = variant_files.enhanced_inputs({"DRFHQ": rows}, {"DRFHQ": tmp_path / "DRFHQ"})
     assert common == inputs
-    pairs = variants.result_pairs(common, {"DRFHQ": tmp_path / "DRFHQ"}, real.G)
+    pairs = variant_files.result_pairs(common, {"DRFHQ": tmp_path / "DRFHQ"}, real.G)
     (aligned, result), = pairs["DRFHQ"]
     assert aligned.shape == result.shape == (1, 3, 32, 32)
-    assert torch.equal(aligned, variants.projected_face(inputs[0], 32))
+    assert torch.equal(aligned, variant_files.projected_face(inputs[0], 32))
     ws = load_latent(tmp_path / "DRFHQ" / "latents" / "kenji_portrait.npz")["ws"][None]
     assert torch.equal(result, render(real.G, ws))

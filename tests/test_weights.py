@@ -168,3 +168,24 @@ def test_cli_table_lists_every_network(capsys):
 def test_cli_reports_missing_official_file(empty_weights, capsys):
     assert cli_main(["weights", "path", "stylegan2-ffhq", "--prefer", "official"]) == 2
     assert "ffhq.pkl" in capsys.readouterr().err
+
+
+def test_cli_names_url_file_and_folder_of_hand_downloads(empty_weights, capsys):
+    assert cli_main(["weights"]) == 0
+    out = capsys.readouterr().out
+    hand = out.split("Download by hand")[1].splitlines()[1:]
+    assert len(hand) == 3  # dfe-sketch, bisenet-faceparse, curricularface
+    for name in ("dfe-sketch", "bisenet-faceparse", "curricularface"):
+        net = weights.get(name)
+        line = next(l for l in hand if l.strip().startswith(name + ":"))
+        url, _ = weights.manual_download(net)
+        assert url.startswith("https://drive.google.com/") and url in line
+        assert f"save it as {empty_weights / net.filename}" in line
+    assert "take checkpoints/sketch_generator.pkl out of it" in out
+
+
+def test_missing_hand_download_message_names_url_and_destination(empty_weights):
+    with pytest.raises(MissingWeightsError) as err:
+        weights.official_path("bisenet-faceparse")
+    assert "drive.google.com/open?id=154JgKpzCPW82qINcVieuPH3fZ2e0P812" in str(err.value)
+    assert str(empty_weights / "79999_iter.pth") in str(err.value)

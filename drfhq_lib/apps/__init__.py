@@ -1,1 +1,1 @@
-"""ipywidgets apps and nothing else: the 2AFC user study and the latent explorer."""
+"""ipywidgets apps and nothing else: the 2AFC user study, the latent explorer, the filter grid."""

@@ -13,26 +13,23 @@ the original picture and composites them (Sec. 8 of the paper pastes the result 
 Coordinates: pixel-index coordinates throughout, pixel (i, j) has its centre at x=i, y=j (dlib's
 and the recipe's convention). ``quad`` holds the crop's corners in the order of the recipe:
 top-left, bottom-left, bottom-right, top-right (as seen in the aligned image).
+
+This module only computes (an image in, an image and its quad out); aligning a folder into
+files, with sidecars and a manifest, is :mod:`drfhq_lib.data.align_job`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import scipy.ndimage
 from PIL import Image
 
-from drfhq_lib.errors import BadImageError, DrfhqError, NoFaceError
-from drfhq_lib.files import write_json_atomic, write_png_atomic
-from drfhq_lib.data.images import DEFAULT_MAX_PIXELS, list_images, load_image, tensor_to_pil, to_rgb
+from drfhq_lib.data.images import DEFAULT_MAX_PIXELS, load_image, tensor_to_pil, to_rgb
+from drfhq_lib.errors import BadImageError, NoFaceError
 from drfhq_lib.data.landmarks import Face, detect_faces, landmarks_in_box
 
 #: Size of the intermediate square of the FFHQ recipe (quad transform, then Lanczos resize).
@@ -41,7 +38,6 @@ TRANSFORM_SIZE = 4096
 #: pyramid on a 4000 px photo takes seconds and finds nothing a 1024 px copy would miss at the
 #: face sizes a 1024 px dataset needs.
 DETECT_MAX_SIDE = 1024
-SIDECAR_SUFFIX = ".align.json"
 
 
 class FaceTooSmallError(NoFaceError):
@@ -449,164 +445,3 @@ def paste_back(result, original, quad, mask=None, *,
     full_mask = np.zeros((picture.height, picture.width), np.float32)
     full_mask[box[1]:box[3], box[0]:box[2]] = warped_alpha[..., 0]
     return composite, full_mask
-
-
-# ----------------------------------------------------------------------------- batches
-
-ALIGN_FIELDS = ["file", "status", "reason", "faces", "output", "quad"]
-
-
-def read_sidecar(path: str | os.PathLike) -> dict:
-    """The alignment record written beside an aligned image (``<name>.align.json``); ``quad``
-    and ``landmarks`` come back as arrays. Accepts the image's path or the sidecar's."""
-    path = Path(path)
-    if not path.name.endswith(SIDECAR_SUFFIX):
-        path = path.with_name(path.stem + SIDECAR_SUFFIX)
-    record = json.loads(path.read_text())
-    for key in ("quad", "landmarks", "to_aligned"):
-        if record.get(key) is not None:
-            record[key] = np.asarray(record[key], np.float64)
-    return record
-
-
-def _expand_inputs(inputs) -> list[Path]:
-    """Files and folders -> image files (folders: their images by suffix; files: as given)."""
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    files: list[Path] = []
-    for item in inputs:
-        item = Path(item)
-        files.extend(list_images(item) if item.is_dir() else [item])
-    return list(dict.fromkeys(files))  # drop repeats, keep order
-
-
-def _output_names(files: Sequence[Path]) -> dict[Path, str]:
-    """Output file name per input: ``<stem>.png``; stems shared by several inputs get their
-    suffix (``a_jpg.png``) and, if still shared, their position, so no output is written twice."""
-    stems = Counter(f.stem for f in files)
-    names: dict[Path, str] = {}
-    for f in files:
-        names[f] = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
-    taken = Counter(names.values())
-    for i, f in enumerate(files):
-        if taken[names[f]] > 1:
-            names[f] = f"{names[f]}_{i:05d}"
-    return {f: n + ".png" for f, n in names.items()}
-
-
-@dataclass
-class BatchReport:
-    """Rows of a batch job (one per input) and the manifest they were written to."""
-
-    rows: list[dict]
-    manifest: Path | None = None
-
-    @property
-    def counts(self) -> Counter:
-        return Counter(r["status"] for r in self.rows)
-
-    def summary(self) -> str:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
-        return f"{len(self.rows)} files: {counts or 'nothing to do'}" + (
-            f" (manifest {self.manifest})" if self.manifest else "")
-
-
-def _status_of(err: Exception) -> str:
-    if isinstance(err, FaceTooSmallError):
-        return "too_small"
-    if isinstance(err, NoFaceError):
-        return "no_face"
-    if isinstance(err, BadImageError):
-        return "bad_image"
-    return "error"
-
-
-
-def _align_one(file: Path, output: Path, size: int, overwrite: bool, options: dict) -> dict:
-    row = {"file": str(file), "status": "", "reason": "", "faces": "", "output": str(output),
-           "quad": ""}
-    sidecar = output.with_name(output.stem + SIDECAR_SUFFIX)
-    if output.exists() and not overwrite:
-        row.update(status="exists", reason="output exists; pass overwrite=True to redo it")
-        if sidecar.exists():
-            record = json.loads(sidecar.read_text())
-            row.update(quad=json.dumps(record.get("quad")), faces=record.get("faces_found") or "")
-        return row
-    try:
-        result = align_face(file, size, **options)
-    except Exception as err:  # a batch never stops on one file: the manifest says why
-        row.update(status=_status_of(err), output="",
-                   reason=str(err) if isinstance(err, DrfhqError)
-                   else f"{type(err).__name__}: {err}")
-        return row
-    write_png_atomic(output, result.image)
-    write_json_atomic(sidecar, result.record())
-    row.update(status="ok", faces=result.faces_found or "", quad=json.dumps(result.quad.tolist()))
-    if result.faces_found and result.faces_found > 1:
-        row["reason"] = (f"{result.faces_found} faces found; aligned the largest, box "
-                         f"{list(result.face_box)}")
-    return row
-
-
-def align_folder(inputs, out_dir: str | os.PathLike, size: int = 1024, *,
-                 detector: str = "hog", min_face: float = 0.0, overwrite: bool = False,
-                 manifest: str | os.PathLike | None = None, limit: int | None = None,
-                 progress: bool = True, **align_options) -> BatchReport:
-    """Align every image of ``inputs`` (files and/or folders) into ``out_dir``.
-
-    Each output is ``<out_dir>/<stem>.png`` with ``<stem>.align.json`` beside it (quad,
-    landmarks, faces found: what :func:`paste_back` needs later). The manifest CSV
-    (``<out_dir>/manifest.csv`` unless given) gets one row per input, appended as it finishes:
-    file, status (ok, exists, no_face, too_small, bad_image, error), reason, faces, output,
-    quad (JSON). One bad file never stops the batch; existing outputs are kept (status
-    'exists') unless ``overwrite``; a rerun therefore resumes. ``limit``: first N inputs only.
-    Other keyword arguments go to :func:`align_face`.
-    """
-    from tqdm.auto import tqdm
-
-    from drfhq_lib.data.dataset import Manifest
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = _expand_inputs(inputs)[:limit]
-    names = _output_names(files)
-    options = dict(detector=detector, min_face=min_face, **align_options)
-    rows = []
-    with Manifest(Path(manifest or out_dir / "manifest.csv"), ALIGN_FIELDS, key="file") as log:
-        bar = tqdm(files, desc="align", unit="img", disable=not progress)
-        for file in bar:
-            row = _align_one(file, out_dir / names[file], size, overwrite, options)
-            log.add(row)
-            rows.append(row)
-            bar.set_postfix(dict(Counter(r["status"] for r in rows)), refresh=False)
-    return BatchReport(rows, log.path)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_align_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("inputs", nargs="+", metavar="IN", help="image files and/or folders")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--size", type=int, default=1024, help="output size in pixels (1024)")
-    p.add_argument("--detector", choices=["hog", "mmod"], default="hog",
-                   help="dlib face detector: HOG (fast) or the MMOD CNN (more poses)")
-    p.add_argument("--min-face", type=float, default=0.0,
-                   help="smallest eye-to-eye distance accepted, in original pixels")
-    p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
-    p.add_argument("--limit", type=int, default=None, help="only the first N inputs")
-    p.add_argument("--manifest", type=Path, default=None,
-                   help="manifest CSV (default OUT/manifest.csv)")
-
-
-def run_align_cli(args) -> int:
-    report = align_folder(args.inputs, args.out, args.size, detector=args.detector,
-                          min_face=args.min_face, overwrite=args.overwrite,
-                          manifest=args.manifest, limit=args.limit)
-    print(f"align: {report.summary()}")
-    return 0 if report.rows and report.counts.get("error", 0) == 0 else 1
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("align", help="FFHQ-align faces (dlib landmarks) into a folder")
-    add_align_arguments(p)
-    p.set_defaults(func=run_align_cli)

@@ -375,14 +375,6 @@ def ada_adjustment(rt: float, target: float, batch_size: int, interval: int, kim
     return sign * (batch_size * interval) / (kimg * 1000)
 
 
-def distributed_sum(stats: torch.Tensor) -> torch.Tensor:
-    """Sum a statistics tensor over all torch.distributed processes (identity when not running
-    distributed). Pass as ``AdaController(all_reduce=distributed_sum)``."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(stats, op=torch.distributed.ReduceOp.SUM)
-    return stats
-
-
 class AdaController:
     """Owns the augmentation probability ``p`` of a training run.
 
@@ -394,7 +386,7 @@ class AdaController:
 
     ``p`` lives in ``pipe.p`` when a pipe is given (so it is saved with the pipe), otherwise in the
     controller. ``all_reduce`` sums the ``[sum of signs, count]`` tensor over processes before each
-    adjustment, e.g. :func:`distributed_sum`; every process then applies the same adjustment.
+    adjustment, e.g. ``finetune.distributed.all_sum``; every process then applies the same adjustment.
     """
 
     MODES = ("ada", "fixed", "noaug")

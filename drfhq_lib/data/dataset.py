@@ -6,12 +6,12 @@ are aligned with dlib the FFHQ way (``drfhq_lib.data.align``), filtered by hand
 
 * ``download_urls``: parallel downloads with retries, resume (``.part`` files, verified files
   skipped), a rate limit shared by all workers, a sha256 per file, a manifest CSV.
-* ``align_folder`` (from ``drfhq_lib.data.align``): align what was downloaded.
+* ``align_folder`` (from ``drfhq_lib.data.align_job``): align what was downloaded.
 * ``read_rejects`` / ``write_rejects`` / ``apply_rejects``: the hand-made rejects list.
 * ``pack_dataset``: a StyleGAN2-ADA dataset zip (``00000/img00000000.png`` + dataset.json);
   ``open_dataset`` reads one back as [-1, 1] tensors.
 
-Every long job writes a manifest (one row per item: name, status, reason, ...) row by row, so a
+Every long job writes a manifest (``drfhq_lib.data.manifest``) (one row per item: name, status, reason, ...) row by row, so a
 crash loses nothing and a rerun resumes; outputs are written to a temporary file and renamed.
 """
 
@@ -36,83 +36,16 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
+from drfhq_lib.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, load_image, pil_to_tensor
+from drfhq_lib.data.manifest import SIDECAR_SUFFIX, BatchReport, Manifest, read_manifest  # noqa: F401
 from drfhq_lib.errors import BadImageError, DrfhqError
 from drfhq_lib.files import atomic_path, sha256_file, write_text_atomic
-from drfhq_lib.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, list_images, load_image, pil_to_tensor
-
-
-# ----------------------------------------------------------------------------- manifests
-
-class Manifest:
-    """A CSV with one row per item (``key`` column), kept current while a job runs.
-
-    Rows are appended (and flushed) as items finish, so an interrupted job keeps every finished
-    row; when the job ends the file is rewritten atomically with one row per key (the last
-    one), sorted. Rows of earlier runs for items this run does not touch are kept.
-    Thread-safe: download workers add rows concurrently.
-    """
-
-    def __init__(self, path: str | os.PathLike, fields: Sequence[str], key: str):
-        self.path = Path(path)
-        self.fields = list(fields)
-        self.key = key
-        self.rows: dict[str, dict] = read_manifest(self.path, key) if self.path.exists() else {}
-        self._lock = threading.Lock()
-        self._file = None
-
-    def __enter__(self) -> "Manifest":
-        # Start from a consolidated file whose header is this job's (an older run may have
-        # left a partial last line or other columns).
-        self._write_consolidated()
-        self._file = open(self.path, "a", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._file, fieldnames=self.fields, lineterminator="\n",
-                                      extrasaction="ignore")
-        return self
-
-    def get(self, key: str) -> dict | None:
-        return self.rows.get(key)
-
-    def add(self, row: dict) -> None:
-        with self._lock:
-            self.rows[str(row[self.key])] = row
-            if self._file is not None:
-                self._writer.writerow({f: row.get(f, "") for f in self.fields})
-                self._file.flush()
-
-    def _write_consolidated(self) -> None:
-        rows = [{f: r.get(f, "") for f in self.fields}
-                for _, r in sorted(self.rows.items())]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(self.path, buffer.getvalue())
-
-    def __exit__(self, *exc) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._write_consolidated()
-
-
-def read_manifest(path: str | os.PathLike, key: str = "file") -> dict[str, dict]:
-    """Rows of a manifest CSV by ``key`` (the last row of a key wins; torn lines are skipped)."""
-    rows: dict[str, dict] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames and key not in reader.fieldnames:
-            raise DrfhqError(f"{path}: not a manifest of this kind (no {key!r} column); "
-                             "choose another manifest file")
-        for row in reader:
-            if row.get(key) and None not in row.values() and None not in row:
-                rows[row[key]] = row
-    return rows
 
 
 # ----------------------------------------------------------------------------- URL lists
@@ -304,7 +237,6 @@ def download_urls(urls: str | os.PathLike | Iterable[str], out_dir: str | os.Pat
     """
     from tqdm.auto import tqdm
 
-    from drfhq_lib.data.align import BatchReport
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -360,12 +292,20 @@ def _dataset_files(source) -> list[Path]:
     """Image files of a folder, of a manifest CSV (rows ok/exists: their outputs) or a list."""
     if isinstance(source, (str, os.PathLike)):
         source = Path(source)
-        if source.is_dir():
-            return list_images(source)
-        if source.suffix.lower() == ".csv":
-            rows = read_manifest(source, "file").values()
-            return sorted(Path(r["output"]) for r in rows
-                          if r.get("status") in ("ok", "exists") and r.get("output"))
+        if not source.exists():
+            raise DrfhqError(f"{source}: no such folder or file; pass a folder of aligned "
+                             "images (`drfhq align ... --out FOLDER`) or its manifest.csv")
+        try:
+            if source.is_dir():
+                return list_images(source)
+            if source.suffix.lower() == ".csv":
+                rows = read_manifest(source, "file").values()
+                return sorted(Path(r["output"]) for r in rows
+                              if r.get("status") in ("ok", "exists") and r.get("output"))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            raise DrfhqError(f"{source}: cannot be read ({reason}); check that it is a folder "
+                             "of images or an alignment manifest.csv you may read") from None
         raise DrfhqError(f"{source}: expected a folder of images or a manifest .csv")
     return [Path(p) for p in source]
 
@@ -391,8 +331,6 @@ def apply_rejects(source, rejects_file: str | os.PathLike,
     ``.align.json`` sidecars) are moved into that folder (never over an existing file); with
     ``kept_list``, the kept paths are written there, one per line (atomically).
     """
-    from drfhq_lib.data.align import SIDECAR_SUFFIX
-
     files = _dataset_files(source)
     rejects = read_rejects(rejects_file)
     rejected = [f for f in files if _is_rejected(f, rejects)]
@@ -441,7 +379,6 @@ def pack_dataset(source, out_zip: str | os.PathLike, resolution: int = 1024, *,
     """
     from tqdm.auto import tqdm
 
-    from drfhq_lib.data.align import BatchReport
 
     if resolution < 4 or resolution & (resolution - 1):
         raise DrfhqError(f"resolution must be a power of two (StyleGAN2), not {resolution}")
@@ -588,72 +525,3 @@ def write_demo_inputs(folder: str | os.PathLike,
     (folder / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     written.append(folder / "truncated.jpg")
     return written
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def _cli_download(args) -> int:
-    report = download_urls(args.url_list, args.out, workers=args.workers, rate=args.rate,
-                           retries=args.retries, timeout=args.timeout, overwrite=args.overwrite)
-    print(f"dataset download: {report.summary()}")
-    return 0 if not report.counts.get("failed") else 1
-
-
-def _cli_align(args) -> int:
-    from drfhq_lib.data.align import run_align_cli
-
-    return run_align_cli(args)
-
-
-def _cli_filter_apply(args) -> int:
-    result = apply_rejects(args.source, args.rejects, move_to=args.move_to,
-                           kept_list=args.kept_list)
-    print(f"dataset filter-apply: {len(result.kept)} kept, {len(result.rejected)} rejected"
-          + (f" (moved to {result.moved_to})" if result.moved_to else "")
-          + (f"; {len(result.unknown)} names in the rejects list match no file"
-             if result.unknown else ""))
-    return 0
-
-
-def _cli_pack(args) -> int:
-    report = pack_dataset(args.source, args.out, args.resolution, rejects=args.rejects,
-                          compress_level=args.compress_level)
-    print(f"dataset pack: {report.summary()} -> {args.out}")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    from drfhq_lib.data.align import add_align_arguments
-
-    p = subparsers.add_parser("dataset", help="build a DRFHQ-style dataset from a URL list")
-    steps = p.add_subparsers(dest="step", required=True, metavar="STEP")
-
-    d = steps.add_parser("download", help="download the images of a URL list")
-    d.add_argument("url_list", type=Path, help="text file: one URL (optionally URL NAME) a line")
-    d.add_argument("--out", required=True, type=Path, help="download folder")
-    d.add_argument("--workers", type=int, default=8, help="parallel downloads (8)")
-    d.add_argument("--rate", type=float, default=5.0,
-                   help="requests per second across all workers (5; 0 = unlimited)")
-    d.add_argument("--retries", type=int, default=3, help="retries per file (3)")
-    d.add_argument("--timeout", type=float, default=30.0, help="seconds per socket operation")
-    d.add_argument("--overwrite", action="store_true", help="download verified files again")
-    d.set_defaults(func=_cli_download)
-
-    a = steps.add_parser("align", help="FFHQ-align the downloaded images")
-    add_align_arguments(a)
-    a.set_defaults(func=_cli_align)
-
-    f = steps.add_parser("filter-apply", help="apply a rejects list (from the filtering grid)")
-    f.add_argument("source", type=Path, help="folder of aligned images, or its manifest.csv")
-    f.add_argument("rejects", type=Path, help="rejects file: one file name a line")
-    f.add_argument("--move-to", type=Path, default=None, help="move rejected files here")
-    f.add_argument("--kept-list", type=Path, default=None, help="write kept paths here")
-    f.set_defaults(func=_cli_filter_apply)
-
-    k = steps.add_parser("pack", help="write a StyleGAN2-ADA dataset zip")
-    k.add_argument("source", type=Path, help="folder of aligned images, or its manifest.csv")
-    k.add_argument("--out", required=True, type=Path, help="zip file to write")
-    k.add_argument("--resolution", type=int, default=1024, help="power of two (1024)")
-    k.add_argument("--rejects", type=Path, default=None, help="rejects file to leave out")
-    k.add_argument("--compress-level", type=int, default=6, help="PNG compression 0-9 (6)")
-    k.set_defaults(func=_cli_pack)

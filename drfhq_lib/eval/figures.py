@@ -8,6 +8,8 @@ print) naming offline substitutes. Cells are ``[3, H, W]`` tensors in [-1, 1], P
 
 from __future__ import annotations
 
+import textwrap
+
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -26,6 +28,14 @@ def _pyplot():
     import matplotlib.pyplot as plt  # picks a non-interactive backend on headless machines
 
     return plt
+
+
+CELL_CHARS = 24  # characters per line of a figure cell's text (1.6 inch cells, 6 pt)
+
+
+def cell_text(text: str, width: int = CELL_CHARS) -> str:
+    """Text wrapped to fit one figure cell."""
+    return textwrap.fill(text, width, break_long_words=True)
 
 
 def as_array(cell: Cell) -> np.ndarray | None:

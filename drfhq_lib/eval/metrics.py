@@ -16,7 +16,6 @@ import csv
 import os
 import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
@@ -27,14 +26,15 @@ from torch.utils.data import Dataset
 from torch_fidelity import GenerativeModelBase
 
 from drfhq_lib.nets import weights
-from drfhq_lib.errors import BadImageError, DrfhqError
+from drfhq_lib.errors import DrfhqError
 from drfhq_lib.files import atomic_path
 from drfhq_lib.nets.identity import DlibEmbedder, FaceEmbedder, IdentityResult, build_embedder, cosine
 from drfhq_lib.nets.perceptual import LPIPSVGG16
 from drfhq_lib.provenance import write_sidecar
 from drfhq_lib.nets.weights import Prefer, Resolved
+from drfhq_lib.nets.latents import seed_range, z_from_seeds
+from drfhq_lib.data.dataset import open_dataset
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg")
 
 # ----------------------------------------------------------------------------- Fréchet distance
 
@@ -148,49 +148,23 @@ class GeneratorSource(GenerativeModelBase):
 
 
 class ImageFiles(Dataset):
-    """Images of a folder (recursive) or a zip (StyleGAN2-ADA dataset), as uint8 [3, H, W].
-
-    The zip is opened lazily in each process, so DataLoader workers do not share a handle.
-    """
+    """A dataset zip or folder as uint8 [3, R, R] for torch-fidelity: the package's one
+    dataset reader (``data.dataset.ImageDataset``, through the safe ``load_image``)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if self.path.is_dir():
-            self.names = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
-                                if p.suffix.lower() in IMAGE_EXTS)
-        elif zipfile.is_zipfile(self.path):
-            with zipfile.ZipFile(self.path) as z:
-                self.names = sorted(n for n in z.namelist() if n.lower().endswith(IMAGE_EXTS))
-        else:
-            raise BadImageError(f"{self.path}: neither a folder nor a zip of images")
-        if not self.names:
-            raise BadImageError(f"{self.path}: no {'/'.join(IMAGE_EXTS)} images inside")
-        self._zip, self._pid = None, None
+        self.images = open_dataset(path)
+        self.path, self.names = self.images.path, self.images.names
 
     def __len__(self) -> int:
-        return len(self.names)
-
-    def _open(self, name: str):
-        if self.path.is_dir():
-            return open(self.path / name, "rb")
-        if self._zip is None or self._pid != os.getpid():
-            self._zip, self._pid = zipfile.ZipFile(self.path), os.getpid()
-        return self._zip.open(name)
+        return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        from PIL import Image
-
-        with self._open(self.names[i]) as f:
-            array = np.asarray(Image.open(f).convert("RGB"))
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)
-
-    def __getstate__(self):
-        return {**self.__dict__, "_zip": None, "_pid": None}
+        return to_uint8(self.images[i][None])[0]
 
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[torch.Tensor]:
         n = len(self) if limit is None else min(limit, len(self))
         for start in range(0, n, batch_size):
-            yield to_float(torch.stack([self[i] for i in range(start, min(start + batch_size, n))]))
+            yield torch.stack([self.images[i] for i in range(start, min(start + batch_size, n))])
 
 
 # ----------------------------------------------------------------------------- FID / FD-dlib
@@ -303,9 +277,8 @@ def paired_samples(G_a: torch.nn.Module, G_b: torch.nn.Module, num: int, batch_s
                    noise_mode: str = "const") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Pairs (G_a(w), G_b(w)) for the same w: w from G_a's mapping (the fine-tuned generator
     keeps G_real's frozen mapping network), each synthesis network renders it."""
-    gen = torch.Generator().manual_seed(seed)
     for start in range(0, num, batch_size):
-        z = torch.randn(min(batch_size, num - start), G_a.z_dim, generator=gen).to(device)
+        z = z_from_seeds(seed_range(seed + start, min(batch_size, num - start)), G_a.z_dim, device)
         with torch.no_grad():
             ws = G_a.mapping(z, None, truncation_psi=truncation_psi)
             yield G_a.synthesis(ws, noise_mode=noise_mode), G_b.synthesis(ws, noise_mode=noise_mode)

@@ -20,15 +20,16 @@ Command line::
 
 Modules: :mod:`.config` (settings), :mod:`.data` (x-flips, stateless sampling),
 :mod:`.objective` (the losses), :mod:`.trainer` (the loop), :mod:`.snapshots` (files, resume),
-:mod:`.distributed` (torch.distributed), :mod:`.tiny` (small stand-ins), :mod:`.cli`.
+:mod:`.distributed` (torch.distributed), :mod:`.tiny` (small stand-ins); the command
+line is :mod:`drfhq_lib.commands.finetune`.
 """
 
 from __future__ import annotations
 
-from drfhq_lib.finetune.cli import add_cli
 from drfhq_lib.finetune.config import ConfigError, FinetuneConfig
 from drfhq_lib.finetune.data import DatasetResolutionError, MirroredDataset
-from drfhq_lib.finetune.objective import IdentityTerms, StyleGAN2Objective
+from drfhq_lib.finetune.losses import IdentityLosses
+from drfhq_lib.finetune.objective import StyleGAN2Objective
 from drfhq_lib.finetune.snapshots import latest_snapshot, network_path, state_path
 from drfhq_lib.finetune.tiny import make_tiny_dataset, make_tiny_source, tiny_networks
 from drfhq_lib.finetune.trainer import LOG_NAME, Trainer, is_frozen, source_is_untrained, source_record
@@ -43,8 +44,8 @@ def train(config: FinetuneConfig | None = None, resume=None, overrides: dict | N
 
 
 __all__ = [
-    "ConfigError", "DatasetResolutionError", "FinetuneConfig", "IdentityTerms", "LOG_NAME",
-    "MirroredDataset", "StyleGAN2Objective", "Trainer", "add_cli", "is_frozen",
+    "ConfigError", "DatasetResolutionError", "FinetuneConfig", "IdentityLosses", "LOG_NAME",
+    "MirroredDataset", "StyleGAN2Objective", "Trainer", "is_frozen",
     "latest_snapshot", "make_tiny_dataset", "make_tiny_source", "network_path", "read_log",
     "render_comparison", "save_comparison_figure", "source_is_untrained", "source_record",
     "state_path", "summarize", "tiny_networks", "train",

@@ -100,8 +100,3 @@ def broadcast_module(module: torch.nn.Module) -> None:
 def barrier() -> None:
     if active():
         dist.barrier()
-
-
-def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

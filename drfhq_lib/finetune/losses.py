@@ -15,6 +15,7 @@ StyleGAN2-ADA generator loss is. Within an image:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterable, Literal
 
 import torch
@@ -65,35 +66,53 @@ def color_loss(lpips_net: LPIPSVGG16, real: torch.Tensor, rendering: torch.Tenso
     return blurred_lpips(lpips_net, real, rendering, size, blur_size, sigma).mean()
 
 
-class IdentityLosses(nn.Module):
-    """λs L_sketch + λc L_color of Eq. 3, with the terms reported separately.
+@dataclass
+class IdentityLosses:
+    """λs L_sketch (Eq. 1) + λc L_color (Eq. 2), the one implementation of the sum: the
+    fine-tuning objective adds its batch mean to the generator loss (Eq. 3), the guided
+    projection of Fig. 11 its per-image values to Eq. 4 (``projection.identity_guide``).
 
-    ``forward(real, rendering) -> (weighted sum, {"sketch": L_sketch, "color": L_color})``.
+    A term with no network is switched off. ``per_image(real, rendering) -> (sum [N],
+    {"sketch": [N], "color": [N]})``; calling the object gives the batch means (scalars).
     ``.resolved`` gathers the networks used, for the provenance of a training run.
     """
 
-    def __init__(self, sketch_net: nn.Module, lpips_net: LPIPSVGG16,
-                 lambda_sketch: float = LAMBDA_SKETCH, lambda_color: float = LAMBDA_COLOR,
-                 sketch_reduction: Reduction = "sum", sketch_size: int = SKETCH_SIZE,
-                 color_size: int = COLOR_SIZE):
-        super().__init__()
-        self.sketch_net, self.lpips_net = sketch_net, lpips_net
-        self.lambda_sketch, self.lambda_color = lambda_sketch, lambda_color
-        self.sketch_reduction = sketch_reduction
-        self.sketch_size, self.color_size = sketch_size, color_size
-        self.resolved = list(getattr(sketch_net, "resolved", [])) + list(lpips_net.resolved)
+    sketch_net: nn.Module | None = None
+    lpips_net: nn.Module | None = None
+    lambda_sketch: float = LAMBDA_SKETCH
+    lambda_color: float = LAMBDA_COLOR
+    sketch_size: int = SKETCH_SIZE
+    color_size: int = COLOR_SIZE
+    blur_size: int = BLUR_SIZE
+    blur_sigma: float = BLUR_SIGMA
+    sketch_reduction: Reduction = "sum"
 
-    def forward(self, real: torch.Tensor, rendering: torch.Tensor):
-        terms = {}
-        total = rendering.new_zeros(())
-        if self.lambda_sketch:
-            terms["sketch"] = sketch_loss(self.sketch_net, real, rendering, self.sketch_size,
-                                          self.sketch_reduction)
+    @property
+    def enabled(self) -> bool:
+        return self.sketch_net is not None or self.lpips_net is not None
+
+    @property
+    def resolved(self) -> list:
+        nets = [n for n in (self.sketch_net, self.lpips_net) if n is not None]
+        return [r for n in nets for r in getattr(n, "resolved", [])]
+
+    def per_image(self, real: torch.Tensor, rendering: torch.Tensor):
+        """(weighted sum, terms), each one value per image, [N]."""
+        total, terms = rendering.new_zeros(rendering.shape[0]), {}
+        if self.sketch_net is not None:
+            terms["sketch"] = sketch_distance(self.sketch_net, real, rendering,
+                                              self.sketch_size, self.sketch_reduction)
             total = total + self.lambda_sketch * terms["sketch"]
-        if self.lambda_color:
-            terms["color"] = color_loss(self.lpips_net, real, rendering, self.color_size)
+        if self.lpips_net is not None:
+            terms["color"] = blurred_lpips(self.lpips_net, real, rendering, self.color_size,
+                                           self.blur_size, self.blur_sigma)
             total = total + self.lambda_color * terms["color"]
         return total, terms
+
+    def __call__(self, real: torch.Tensor, rendering: torch.Tensor):
+        """(weighted sum, {'sketch': L_sketch, 'color': L_color}) averaged over the batch."""
+        total, terms = self.per_image(real, rendering)
+        return total.mean(), {k: v.mean() for k, v in terms.items()}
 
 
 # ----------------------------------------------------------------------------- projector noise

@@ -37,49 +37,12 @@ from drfhq_lib.finetune import distributed
 
 
 @dataclass
-class IdentityTerms:
-    """λs L_sketch (Eq. 1) + λc L_color (Eq. 2); a term with no network is switched off."""
-
-    sketch_net: nn.Module | None = None
-    lpips_net: nn.Module | None = None
-    lambda_sketch: float = losses.LAMBDA_SKETCH
-    lambda_color: float = losses.LAMBDA_COLOR
-    sketch_size: int = losses.SKETCH_SIZE
-    color_size: int = losses.COLOR_SIZE
-    blur_size: int = losses.BLUR_SIZE
-    blur_sigma: float = losses.BLUR_SIGMA
-
-    @property
-    def enabled(self) -> bool:
-        return self.sketch_net is not None or self.lpips_net is not None
-
-    @property
-    def resolved(self) -> list:
-        nets = [n for n in (self.sketch_net, self.lpips_net) if n is not None]
-        return [r for n in nets for r in getattr(n, "resolved", [])]
-
-    def __call__(self, real: torch.Tensor, rendering: torch.Tensor):
-        """(weighted sum, {'sketch': L_sketch, 'color': L_color}) averaged over the batch."""
-        total, terms = rendering.new_zeros(()), {}
-        if self.sketch_net is not None:
-            terms["sketch"] = losses.sketch_loss(self.sketch_net, real, rendering,
-                                                 size=self.sketch_size)
-            total = total + self.lambda_sketch * terms["sketch"]
-        if self.lpips_net is not None:
-            terms["color"] = losses.color_loss(self.lpips_net, real, rendering,
-                                               size=self.color_size, blur_size=self.blur_size,
-                                               sigma=self.blur_sigma)
-            total = total + self.lambda_color * terms["color"]
-        return total, terms
-
-
-@dataclass
 class StyleGAN2Objective:
     G: nn.Module  # G_rendering, being trained
     D: nn.Module
     G_real: nn.Module  # frozen reference for the identity terms
     augment: nn.Module | None = None  # applied to every image D sees
-    identity: IdentityTerms = field(default_factory=IdentityTerms)
+    identity: losses.IdentityLosses = field(default_factory=losses.IdentityLosses)
     r1_gamma: float = 10.0
     pl_weight: float = 2.0
     pl_decay: float = 0.01

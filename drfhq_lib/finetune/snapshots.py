@@ -27,6 +27,7 @@ import torch
 
 from drfhq_lib.errors import CheckpointFormatError
 from drfhq_lib.nets import load_network, save_network
+from drfhq_lib.nets.state_dict import load_weights_only
 
 STATE_FORMAT = "drfhq-finetune-state/1"
 _STATE_RE = re.compile(r"^state-(\d{9,})\.pt$")
@@ -70,11 +71,8 @@ def save_snapshot(out: str | Path, nimg: int, nets: dict, state: dict,
 def read_state(path: str | Path) -> dict:
     """A state file, read safely; CheckpointFormatError when truncated or not ours."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, refused global, ...: all mean "not usable"
-        raise CheckpointFormatError(f"{path}: unreadable training state ({type(err).__name__}: "
-                                    f"{str(err)[:200]})") from None
+    state = load_weights_only(path, "fine-tuning state file",
+                              "resume from an earlier snapshot or start the run again")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise CheckpointFormatError(f"{path}: not a drfhq fine-tuning state file")
     return state

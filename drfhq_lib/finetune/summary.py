@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from drfhq_lib.nets import load_network
-from drfhq_lib.finetune.trainer import LOG_NAME, SEED_FIGURE, derived_seed
+from drfhq_lib.finetune.trainer import LOG_NAME
+from drfhq_lib.nets.latents import seed_range, z_from_seeds
 
 
 def read_log(out: str | Path) -> list[dict]:
@@ -43,8 +44,7 @@ def render_comparison(network_file: str | Path, source: str | Path, count: int =
     source_nets = load_network(source, device)
     G_real = source_nets.get("G_ema", source_nets.get("G"))
     G_rendering = load_network(network_file, device)["G_ema"]
-    generator = torch.Generator().manual_seed(derived_seed(SEED_FIGURE, seed))
-    z = torch.randn([count, G_real.z_dim], generator=generator).to(device)
+    z = z_from_seeds(seed_range(seed, count), G_real.z_dim, device)  # column i: seed + i
     ws = G_real.mapping(z, None, truncation_psi=truncation_psi)
     return (G_real.synthesis(ws, noise_mode="const").cpu(),
             G_rendering.synthesis(ws, noise_mode="const").cpu())

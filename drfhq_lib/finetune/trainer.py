@@ -40,7 +40,7 @@ import torch.nn as nn
 
 from drfhq_lib.nets import weights
 from drfhq_lib.allocator import keep_freed_memory
-from drfhq_lib.data.augment import AdaController, AugmentPipe, distributed_sum
+from drfhq_lib.data.augment import AdaController, AugmentPipe
 from drfhq_lib.errors import DrfhqError, MissingWeightsError
 from drfhq_lib.files import sha256_file, write_text_atomic
 from drfhq_lib.data.images import tensor_to_uint8
@@ -49,7 +49,9 @@ from drfhq_lib.nets.weights import Resolved
 from drfhq_lib.finetune import distributed, snapshots
 from drfhq_lib.finetune.config import ConfigError, FinetuneConfig
 from drfhq_lib.finetune.data import BatchLoader, MirroredDataset
-from drfhq_lib.finetune.objective import IdentityTerms, StyleGAN2Objective
+from drfhq_lib.finetune.losses import IdentityLosses
+from drfhq_lib.nets.latents import z_from_seeds
+from drfhq_lib.finetune.objective import StyleGAN2Objective
 
 LOG_NAME = "log.jsonl"
 UNTRAINED_LABEL = "stylegan2-untrained-small"
@@ -61,7 +63,7 @@ def is_frozen(name: str) -> bool:
 
 
 # First element of every derived seed: what the random numbers are for.
-SEED_STEP, SEED_LATENTS, SEED_GRID, SEED_FIGURE = 1, 2, 3, 4
+SEED_STEP, SEED_LATENTS = 1, 2
 
 
 def derived_seed(*parts: int) -> int:
@@ -239,7 +241,7 @@ class Trainer:
         self.augment = None if cfg.aug == "noaug" else AugmentPipe.bgc(cfg.p).to(self.device)
         self.ada = AdaController(self.augment, batch_size=cfg.batch, mode=cfg.aug, p=cfg.p,
                                  target=cfg.ada_target, interval=cfg.ada_interval,
-                                 kimg=cfg.ada_kimg, all_reduce=distributed_sum)
+                                 kimg=cfg.ada_kimg, all_reduce=distributed.all_sum)
         self.identity_terms = self._identity_terms(sketch_net, lpips_net)
         self.objective = StyleGAN2Objective(
             self.G, self.D, self.G_real, self.augment, self.identity_terms,
@@ -324,7 +326,7 @@ class Trainer:
                        Phase(name + "reg", interval, opt, params)]
         return phases
 
-    def _identity_terms(self, sketch_net, lpips_net) -> IdentityTerms:
+    def _identity_terms(self, sketch_net, lpips_net) -> IdentityLosses:
         cfg = self.cfg
         if cfg.sketch and sketch_net is None:
             from drfhq_lib.nets.sketch import build_sketch
@@ -332,7 +334,7 @@ class Trainer:
         if cfg.color and lpips_net is None:
             from drfhq_lib.nets.perceptual import build_lpips
             lpips_net = build_lpips(cfg.prefer, self.device)
-        return IdentityTerms(
+        return IdentityLosses(
             sketch_net.to(self.device) if cfg.sketch else None,
             lpips_net.to(self.device) if cfg.color else None,
             lambda_sketch=cfg.lambda_sketch, lambda_color=cfg.lambda_color,
@@ -481,8 +483,8 @@ class Trainer:
     # ------------------------------------------------------------------------- snapshots
 
     def grid_latents(self) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(derived_seed(SEED_GRID, self.cfg.seed))
-        return torch.randn([self.cfg.grid_size, self.G.z_dim], generator=generator)
+        """Seeds 0 .. grid_size - 1 (``nets.latents``): the same faces in every run's grid."""
+        return z_from_seeds(range(self.cfg.grid_size), self.G.z_dim)
 
     @torch.no_grad()
     def render_grid(self) -> tuple[torch.Tensor, torch.Tensor]:

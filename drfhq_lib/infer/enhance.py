@@ -23,12 +23,13 @@ from drfhq_lib.infer import composite
 from drfhq_lib.nets import faceparse
 from drfhq_lib.nets import weights
 from drfhq_lib.data.align import Alignment, align_face, paste_back
-from drfhq_lib.data.dataset import Manifest
+from drfhq_lib.data.manifest import Manifest, unique_stems
+from drfhq_lib.data.manifest import expand_inputs  # noqa: F401 (enhance.expand_inputs, notebooks)
 from drfhq_lib.errors import DrfhqError
 from drfhq_lib.files import write_png_atomic
-from drfhq_lib.data.images import list_images, load_image, pil_to_tensor, tensor_to_pil
+from drfhq_lib.data.images import load_image, pil_to_tensor, tensor_to_pil
 from drfhq_lib.nets.perceptual import build_lpips, resize
-from drfhq_lib.infer.projection import (ProjectionParams, default_batch, load_latent, project_to_files,
+from drfhq_lib.infer.projection import (ProjectionParams, load_latent, project_to_files,
                          render)
 from drfhq_lib.nets.weights import Resolved
 
@@ -165,11 +166,15 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
                   composite_params: CompositeParams = CompositeParams(),
                   device: torch.device | str = "cpu", overwrite: bool = False,
                   progress: bool = True) -> dict[str, dict]:
-    """Run the whole pipeline on ``inputs``; returns the manifest rows by input path."""
+    """Run the whole pipeline on ``inputs``; returns the manifest rows by input path.
+
+    Inputs whose file stems collide (``a/x.png`` and ``b/x.png``, ``x.png`` and ``x.jpg``) are
+    all enhanced, under the distinct names of :func:`output_names`; their rows say so."""
     device = torch.device(device)
     out_dir = Path(out_dir)
+    names = output_names(inputs)
     with Manifest(out_dir / "manifest.csv", MANIFEST_FIELDS, key="input") as manifest:
-        todo = _aligned_inputs(inputs, out_dir, size or nets.G_rendering.img_resolution,
+        todo = _aligned_inputs(names, out_dir, size or nets.G_rendering.img_resolution,
                                overwrite, manifest)
         if todo:
             _enhance_aligned(todo, out_dir, nets, params, batch, size, prefer, composite_params,
@@ -177,19 +182,36 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
         return dict(manifest.rows)
 
 
-def _aligned_inputs(inputs, out_dir: Path, size: int, overwrite: bool, manifest: Manifest
-                    ) -> dict[str, tuple[Path, Alignment, float]]:
+def output_names(inputs) -> dict[Path, str]:
+    """The output name (stem) of each input, distinct even where file stems collide
+    (:func:`drfhq_lib.data.manifest.unique_stems`); repeated inputs count once."""
+    return unique_stems(list(map(Path, inputs)))
+
+
+def renamed_inputs(inputs) -> dict[Path, str]:
+    """The inputs whose output name is not their own stem (because of a collision)."""
+    return {p: n for p, n in output_names(inputs).items() if n != p.stem}
+
+
+def _rename_note(path: Path, name: str) -> str:
+    return "" if name == path.stem else \
+        f"written as {name}.png: another input has the stem {path.stem!r}"
+
+
+def _aligned_inputs(names: dict[Path, str], out_dir: Path, size: int, overwrite: bool,
+                    manifest: Manifest) -> dict[str, tuple[Path, Alignment, float]]:
     """Align every input that has no output yet; failures go straight to the manifest."""
     todo = {}
-    for path in map(Path, inputs):
-        final = out_dir / f"{path.stem}.png"
+    for path, name in names.items():
+        final = out_dir / f"{name}.png"
         if final.exists() and not overwrite:
             if manifest.get(str(path)) is None:
-                manifest.add(_row(path, "exists", output=str(final)))
+                manifest.add(_row(path, "exists", reason=_rename_note(path, name),
+                                  output=str(final)))
             continue
         start = time.perf_counter()
         try:
-            todo[path.stem] = (path, align_face(path, size=size), start)
+            todo[name] = (path, align_face(path, size=size), start)
         except (DrfhqError, OSError, ValueError) as err:
             manifest.add(_row(path, "failed", start, str(err)))
     return todo
@@ -222,17 +244,11 @@ def _enhance_aligned(todo, out_dir: Path, nets: Networks, params: ProjectionPara
                       *tensor_to_pil(result), final]
             write_png_atomic(out_dir / "compare" / f"{name}.png",
                              comparison_strip(panels, max(256, min(size, 512)), warning))
-            manifest.add(_row(path, "ok", start, final_lpips=f"{latent['final_distance']:.4f}",
+            manifest.add(_row(path, "ok", start, _rename_note(path, name),
+                              final_lpips=f"{latent['final_distance']:.4f}",
                               output=str(out_dir / f"{name}.png")))
         except (DrfhqError, OSError, ValueError, RuntimeError) as err:
             manifest.add(_row(path, "failed", start, str(err)))
-
-
-def expand_inputs(items: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in map(Path, items):
-        paths.extend(list_images(item) if item.is_dir() else [item])
-    return paths
 
 
 # ----------------------------------------------------------------------------- networks
@@ -254,6 +270,8 @@ def generator_from_file(path: str | Path, device) -> torch.nn.Module:
     """G_ema (else G) of a network file, or of the newest snapshot of a fine-tuning run folder."""
     from drfhq_lib.nets import load_network
 
+    if not Path(path).exists():
+        raise DrfhqError(f"{path}: no such network file or fine-tuning run folder")
     if Path(path).is_dir():
         from drfhq_lib.finetune import latest_snapshot
 
@@ -300,93 +318,14 @@ def load_generators(real: str | None, rendering: str | None, device, *,
     return Networks(G_real, G_rendering, real_label, rendering_label, trained, resolved)
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- samples
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "renders"
 
 
-def _run(args, inputs: list[Path], nets: Networks) -> int:
-    from drfhq_lib.provenance import write_sidecar
-
-    params = ProjectionParams(steps=args.steps or ProjectionParams.steps, seed=args.seed)
-    args.batch = args.batch or default_batch(torch.device(args.device),
-                                             args.size or nets.G_real.img_resolution)
-    rows = enhance_files(inputs, args.out, nets, params, args.batch, args.size, args.prefer,
-                         CompositeParams(args.erode, args.blur, args.colour_match), args.device,
-                         args.overwrite)
-    lpips_r = weights.resolve("lpips-vgg16", args.prefer)
-    mask_r = weights.resolve("bisenet-faceparse", args.prefer)
-    write_sidecar(Path(args.out) / "manifest.csv", [*nets.resolved, lpips_r, mask_r],
-                  {**params.as_dict(), "G_real": nets.real_label,
-                   "G_rendering": nets.rendering_label, "batch": args.batch, "size": args.size,
-                   "erode": args.erode, "blur": args.blur, "colour_match": args.colour_match})
-    counts: dict[str, int] = {}
-    for row in rows.values():
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    print(f"{len(rows)} inputs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-          + f"; manifest {Path(args.out) / 'manifest.csv'}")
-    return 0 if counts.get("failed", 0) < len(rows) else 1
-
-
-def _enhance_cli(args) -> int:
-    nets = load_generators(args.real, args.rendering, args.device)
-    return _run(args, expand_inputs(args.images), nets)
-
-
-UNTRAINED_BANNER = """\
-*** The official FFHQ generator is not installed, so this demo runs the whole pipeline
-*** (align -> project -> render -> paste back) on an UNTRAINED small generator. Its pictures
-*** are NOT results; they are stamped as such. For real results:
-***   drfhq weights fetch stylegan2-ffhq
-***   drfhq finetune --source ~/.cache/drfhq/ffhq.pkl --data DRFHQ.zip --out runs/drfhq
-***   drfhq enhance IMAGES --rendering runs/drfhq/<snapshot> --out OUT"""
-
-
-def _demo_cli(args) -> int:
-    nets = load_generators(None, args.rendering, args.device, allow_untrained=True,
-                           untrained_size=args.size or 64)
-    if not nets.trained:
-        print(UNTRAINED_BANNER, flush=True)
-        args.steps = args.steps or 30
-    args.steps = args.steps or ProjectionParams().steps
-    inputs = sorted(SAMPLES.glob("*_portrait.png"))[: args.limit] + \
-        sorted(SAMPLES.glob("*_body.png"))[:1]
-    return _run(args, inputs, nets)
-
-
-def _common_arguments(p, out_default: str | None) -> None:
-    p.add_argument("--out", type=Path, required=out_default is None, default=out_default)
-    p.add_argument("--steps", type=int, default=None, help="projection steps (paper: 500)")
-    p.add_argument("--batch", type=int, default=None,
-                   help="portraits projected together (default: 8 on CUDA; on CPU 8 up to "
-                        "256 px, 4 at 512, 2 at 1024, for memory)")
-    p.add_argument("--size", type=int, default=None,
-                   help="working resolution of alignment (default: the generator's)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--prefer", default="auto", choices=["auto", "official", "substitute"],
-                   help="official networks (LPIPS, face parser) or their substitutes")
-    p.add_argument("--erode", type=int, default=CompositeParams.erode,
-                   help="mask erosion in pixels (for a 1024 px face)")
-    p.add_argument("--blur", type=float, default=CompositeParams.blur_sigma,
-                   help="mask blur sigma in pixels (for a 1024 px face)")
-    p.add_argument("--colour-match", type=float, default=0.0, help="0..1")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="redo inputs whose output exists")
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("enhance", help="rendered portraits -> photo-real, pasted back")
-    p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--real", default=None, help="G_real network file (default: official FFHQ)")
-    p.add_argument("--rendering", required=True,
-                   help="G_rendering: a network file or a `drfhq finetune` run folder")
-    _common_arguments(p, None)
-    p.set_defaults(func=_enhance_cli)
-    p = subparsers.add_parser("demo", help="enhance the bundled sample renders")
-    p.add_argument("--rendering", default=None, help="G_rendering network file, if you have one")
-    p.add_argument("--limit", type=int, default=3, help="how many sample portraits")
-    _common_arguments(p, "out/demo")
-    p.set_defaults(func=_demo_cli)
+def demo_inputs(limit: int = 3) -> list[Path]:
+    """The bundled sample renders the demo enhances: ``limit`` portraits and one full body."""
+    return sorted(SAMPLES.glob("*_portrait.png"))[:limit] + sorted(SAMPLES.glob("*_body.png"))[:1]
 
 
 def mask_statistics(steps: dict[str, torch.Tensor]) -> dict[str, float]:

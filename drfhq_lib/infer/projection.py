@@ -29,9 +29,8 @@ from tqdm.auto import tqdm
 
 from drfhq_lib.allocator import keep_freed_memory
 from drfhq_lib.files import atomic_path
-from drfhq_lib.finetune.losses import (COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE, noise_regularization,
-                     normalize_noise_, sketch_distance)
-from drfhq_lib.nets.perceptual import blurred_lpips
+from drfhq_lib.finetune.losses import (COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE,
+                                       IdentityLosses, noise_regularization, normalize_noise_)
 
 # distance(synth, target) -> one loss per image, images in [-1, 1] at the working size
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -95,10 +94,6 @@ def w_statistics(G, p: ProjectionParams, device: torch.device) -> tuple[torch.Te
     w_avg = w.mean(0) if p.w_avg_samples else G.mapping.w_avg.to(device, torch.float32)
     w_std = ((w - w_avg).square().sum() / n).sqrt().item()
     return w_avg, w_std
-
-
-def noise_buffer_names(G) -> list[str]:
-    return [name for name, _ in G.synthesis.named_buffers() if name.endswith("noise_const")]
 
 
 @contextmanager
@@ -206,13 +201,15 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
 def identity_guide(sketch_net, lpips_net, lambda_sketch: float = LAMBDA_SKETCH,
                    lambda_color: float = LAMBDA_COLOR, sketch_size: int = SKETCH_SIZE,
                    color_size: int = COLOR_SIZE) -> Guide:
-    """lambda_s L_sketch + lambda_c L_color between each target and G(w+): the framework
-    ablation of Fig. 11 projects straight into G_real with these added to Eq. 4's loss.
-    ``sketch_size``/``color_size``: where S and the blurred LPIPS look (the paper's 512/256;
-    smaller only for quick CPU runs)."""
+    """lambda_s L_sketch + lambda_c L_color between each target and G(w+) (the fine-tuning's
+    ``losses.IdentityLosses``, per image): the framework ablation of Fig. 11 projects straight
+    into G_real with these added to Eq. 4's loss. ``sketch_size``/``color_size``: where S and
+    the blurred LPIPS look (the paper's 512/256; smaller only for quick CPU runs)."""
+    terms = IdentityLosses(sketch_net, lpips_net, lambda_sketch, lambda_color,
+                           sketch_size, color_size)
+
     def guide(synth: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (lambda_sketch * sketch_distance(sketch_net, target, synth, sketch_size)
-                + lambda_color * blurred_lpips(lpips_net, target, synth, color_size))
+        return terms.per_image(target, synth)[0]
     return guide
 
 

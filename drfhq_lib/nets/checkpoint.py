@@ -15,14 +15,14 @@ error names the file and says what is wrong.
 import argparse
 import json
 import os
-import pickle
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from drfhq_lib.errors import CheckpointFormatError, UnsafeCheckpointError
+from drfhq_lib.errors import CheckpointFormatError
 from drfhq_lib.nets.rosinality import discriminator_from_rosinality, generator_from_rosinality
+from drfhq_lib.nets.state_dict import load_weights_only
 from drfhq_lib.nets.safe_pickle import (
     PersistentRecord,
     load_pickle,
@@ -190,17 +190,9 @@ def _from_record(path, name, record):
 
 
 def _read_rosinality(path):
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "unsupported global" in str(e).lower():
-            raise UnsafeCheckpointError(f"{path}: refusing to load: it references objects "
-                                        f"other than tensors: {e}") from None
-        raise CheckpointFormatError(f"{path}: not a readable torch file: {e}") from None
-    except Exception as e:  # noqa: BLE001 - truncated zip, bad records, ...
-        raise CheckpointFormatError(f"{path}: not a readable torch file (truncated or "
-                                    f"corrupt?): {type(e).__name__}: {e}") from None
+    data = load_weights_only(path, "rosinality checkpoint",
+                             "download the rosinality .pt again",
+                             safe_globals=[argparse.Namespace])
     if not isinstance(data, dict) or not {"g_ema", "g", "d"} & set(data):
         found = sorted(map(str, data)) if isinstance(data, dict) else [type(data).__name__]
         raise CheckpointFormatError(f"{path}: not a rosinality checkpoint: expected keys "

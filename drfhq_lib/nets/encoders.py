@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +30,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from drfhq_lib.errors import CheckpointFormatError, DrfhqError, UnsafeCheckpointError
+from drfhq_lib.errors import CheckpointFormatError
 from drfhq_lib.files import atomic_path, sha256_file
 from drfhq_lib.nets.identity import BottleneckIR
 from drfhq_lib.data.images import pil_to_tensor
 from drfhq_lib.nets.checkpoint import load_state_strict
 from drfhq_lib.nets.rosinality import generator_from_rosinality
+from drfhq_lib.nets.state_dict import load_weights_only
 from drfhq_lib.nets.weights import Resolved
 
 INPUT_SIZE = 256  # the official transforms: Resize((256, 256)), ToTensor, Normalize(0.5, 0.5)
@@ -225,20 +225,9 @@ def read_checkpoint(path: str | Path) -> dict:
     """The checkpoint dict, read by torch's weights-only loader: a file that references code
     or objects other than tensors and plain data is refused without running anything."""
     path = Path(path)
-    if not path.is_file():
-        raise DrfhqError(f"{path}: no such checkpoint; give the official pSp/e4e file "
-                         f"({' or '.join(CHECKPOINT_NAMES.values())})")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(f"{path}: refused by torch's weights-only loader (it holds "
-                                    f"objects other than tensors and plain data: "
-                                    f"{str(err)[:300]}); use the authors' released "
-                                    "checkpoint") from None
-    except Exception as err:  # noqa: BLE001 - truncated zip, not a torch file, ...
-        raise CheckpointFormatError(f"{path}: not a readable torch file (truncated or corrupt?): "
-                                    f"{type(err).__name__}: {str(err)[:300]}; download it "
-                                    "again") from None
+    data = load_weights_only(path, "pSp/e4e checkpoint",
+                             "give the official pSp/e4e file "
+                             f"({' or '.join(CHECKPOINT_NAMES.values())})")
     if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
         found = sorted(map(str, data))[:5] if isinstance(data, dict) else [type(data).__name__]
         raise CheckpointFormatError(f"{path}: not a pSp/e4e checkpoint: expected a dict with "

@@ -20,6 +20,7 @@ import bz2
 import http.client
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal
 
-from drfhq_lib.errors import (CheckpointFormatError, ChecksumError, DrfhqError, MissingWeightsError,
-                     UnsafeCheckpointError)
+from drfhq_lib.errors import CheckpointFormatError, ChecksumError, DrfhqError, MissingWeightsError
 from drfhq_lib.files import atomic_path, sha256_file
 
 WEIGHTS_ENV = "DRFHQ_WEIGHTS"
@@ -265,20 +265,46 @@ def get(name: str) -> Network:
         raise DrfhqError(f"unknown network {name!r}; known: {', '.join(NETWORKS)}") from None
 
 
+def manual_download(net: Network) -> tuple[str, str | None] | None:
+    """``(URL, member)`` of a network that ``fetch`` cannot get and a user downloads by hand:
+    the first URL of its ``source`` and, when the download is an archive, the path of the file
+    inside it (``source`` names it as ``.../<filename>``); None for fetchable networks."""
+    if net.url is not None:
+        return None
+    url = re.search(r"https?://[^\s)\"';,]+", net.source)
+    if url is None:
+        return None
+    member = re.search(r"[^\s(]+/" + re.escape(net.filename), net.source)
+    return url.group(0), member.group(0) if member else None
+
+
+def download_by_hand(net: Network) -> str | None:
+    """``download URL and save it as FOLDER/FILE`` for a network fetched by hand, else None."""
+    manual = manual_download(net)
+    if manual is None:
+        return None
+    url, member = manual
+    take = f", take {member} out of it," if member else ""
+    return f"download {url}{take} and save it as {weights_dir() / net.filename}"
+
+
 def _how_to_get(net: Network) -> str:
     if net.name == "hed":
         return "run `drfhq weights install-substitutes`"
     if net.url:
         return f"run `drfhq weights fetch {net.name}`"
-    return "download by hand, see `drfhq weights` docs"
+    return download_by_hand(net) or f"get it from {net.source}"
 
 
 def _missing_message(net: Network) -> str:
     where = ", ".join(str(d) for d in net.search_dirs())
-    how = (f"download it from {net.url} (or run `drfhq weights fetch {net.name}`)"
-           if net.url else f"get it from {net.source}")
-    return (f"{net.title}: file {net.filename!r} not found (looked in {where}). "
-            f"{how} and put it in ${WEIGHTS_ENV} (now {weights_dir()})")
+    if net.url:
+        how = (f"download it from {net.url} (or run `drfhq weights fetch {net.name}`) and put "
+               f"it in ${WEIGHTS_ENV} (now {weights_dir()})")
+    else:
+        how = download_by_hand(net) or (f"get it from {net.source} and put it in "
+                                        f"${WEIGHTS_ENV} (now {weights_dir()})")
+    return f"{net.title}: file {net.filename!r} not found (looked in {where}). {how}"
 
 
 def verify(net: Network, path: Path) -> str:
@@ -350,18 +376,10 @@ def read_torch_state(path: str | os.PathLike) -> dict:
     Unwraps ``{"state_dict": ...}`` and DataParallel's ``module.`` prefix, as released
     checkpoints (BiSeNet, CurricularFace, ...) come in either form.
     """
-    import pickle
+    from drfhq_lib.nets.state_dict import load_weights_only
 
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafeCheckpointError(f"{path}: refused by torch's weights-only loader "
-                                    f"({str(err)[:300]})") from None
-    except Exception as err:  # truncated zip, not a torch file, ...
-        raise CheckpointFormatError(f"{path}: not loadable as a weights-only torch state dict "
-                                    f"({str(err)[:300]}); fetch the file again") from err
+    state = load_weights_only(path, "weights-only torch state dict",
+                              "fetch the file again (drfhq weights fetch NAME)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -478,7 +496,7 @@ def install_substitutes(dest_dir: Path | None = None) -> list[Path]:
     return [dest]
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- listing
 
 def format_table(rows: list[dict]) -> str:
     cols = list(rows[0])
@@ -486,27 +504,3 @@ def format_table(rows: list[dict]) -> str:
     line = lambda r: "  ".join(str(r[c]).ljust(width[c]) for c in cols).rstrip()
     return "\n".join([line({c: c for c in cols}), line({c: "-" * width[c] for c in cols})]
                      + [line(r) for r in rows])
-
-
-def _cli(args) -> int:
-    if args.action == "fetch":
-        print(fetch(args.name, args.to))
-    elif args.action == "install-substitutes":
-        for path in install_substitutes(args.to):
-            print(path)
-    elif args.action == "path":
-        print(resolve(args.name, args.prefer).path)
-    else:
-        print(f"weights folder: {weights_dir()} (set ${WEIGHTS_ENV} to change)")
-        print(format_table(status_rows()))
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    p = subparsers.add_parser("weights", help="list, fetch and install pretrained networks")
-    p.add_argument("action", nargs="?", default="list",
-                   choices=["list", "fetch", "install-substitutes", "path"])
-    p.add_argument("name", nargs="?", help="network name (for fetch and path)")
-    p.add_argument("--to", type=Path, default=None, help="folder (default: the weights folder)")
-    p.add_argument("--prefer", default="auto", choices=["auto", "official", "substitute"])
-    p.set_defaults(func=_cli, needs_name=("fetch", "path"))

@@ -1,10 +1,10 @@
-"""A small, deterministic software rasteriser (torch, CPU, float64).
+"""A small, deterministic software rasteriser (torch, CPU).
 
-Just enough to make the sample CG portraits in ``samples/renders``: a pinhole
-camera, a z-buffer over triangles, perspective-correct attribute
-interpolation, bilinear texture lookups and Blinn-Phong lighting.  Everything
-runs in float64 on the CPU with order-independent reductions, so the same
-inputs always give the same pixels.
+Just enough to render the mini world (and the sample CG portraits in ``samples/renders``): a
+pinhole camera, a z-buffer over triangles (coverage tested in float32), perspective-correct
+attribute interpolation and shading in float64, bilinear texture lookups, Blinn-Phong
+lighting and a few image filters. Every reduction is order-independent, so the same inputs
+always give the same pixels, whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 DTYPE = torch.float64
+RASTER_DTYPE = torch.float32  # coverage and z tests (see rasterize)
 
 # Cap on (triangle, pixel) candidate pairs held in memory at once.
 MAX_PAIRS_PER_CHUNK = 6_000_000
@@ -68,16 +69,36 @@ def _edge(ax, ay, bx, by, px, py):
     return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
 
 
-def rasterize(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor, width: int, height: int) -> torch.Tensor:
+def signed_areas(xy: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
+    """Twice the signed pixel-space area of each triangle (< 0: wound towards the camera for
+    the hm08 mesh, whose outward faces are counter-clockwise in a y-up world)."""
+    v = xy[tris]
+    return _edge(v[:, 0, 0], v[:, 0, 1], v[:, 1, 0], v[:, 1, 1], v[:, 2, 0], v[:, 2, 1])
+
+
+def rasterize(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor, width: int, height: int,
+              layer: torch.Tensor | None = None, n_layers: int = 1,
+              cull_back: torch.Tensor | None = None, return_depth: bool = False):
     """Index of the nearest triangle covering each pixel centre, -1 for background.
 
     Works by listing every (triangle, pixel-in-its-bounding-box) pair, keeping
     the covered ones and reducing with a per-pixel minimum of depth.  Ties go to
     the lowest triangle index, so the result never depends on thread order.
+
+    ``layer`` (per triangle, in ``[0, n_layers)``) keeps one z-buffer per layer, so one pass
+    gives the nearest triangle of each layer: the result is then (n_layers, H, W).
+    ``cull_back`` (per triangle, bool) skips those triangles when they face away from the
+    camera (closed surfaces: their far side is hidden anyway). ``return_depth`` also returns
+    the z-buffer (view depth, inf where nothing is drawn) in the same shape.
     """
-    tri_xy = xy[tris]  # (T, 3, 2)
-    tri_depth = depth[tris]
+    # The (triangle, pixel) pairs are tested in float32: half the memory traffic, and its
+    # 24-bit mantissa resolves pixel centres exactly up to 4096 px; attributes are then
+    # interpolated in float64 (barycentrics).
+    tri_xy = xy[tris].to(RASTER_DTYPE)  # (T, 3, 2)
+    tri_depth = depth[tris].to(RASTER_DTYPE)
     visible = (tri_depth > 1e-6).all(dim=1)
+    if cull_back is not None:
+        visible &= ~(cull_back & (signed_areas(xy, tris) >= 0))
     x0 = torch.clamp(torch.ceil(tri_xy[..., 0].min(1).values - 0.5), 0, width).long()
     x1 = torch.clamp(torch.floor(tri_xy[..., 0].max(1).values - 0.5), -1, width - 1).long()
     y0 = torch.clamp(torch.ceil(tri_xy[..., 1].min(1).values - 0.5), 0, height).long()
@@ -85,9 +106,11 @@ def rasterize(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor, width: 
     bw = (x1 - x0 + 1).clamp(min=0)
     bh = (y1 - y0 + 1).clamp(min=0)
     counts = torch.where(visible, bw * bh, torch.zeros_like(bw))
+    base = (layer * (height * width) if layer is not None
+            else torch.zeros(len(tris), dtype=torch.long))
 
-    zbuf = torch.full((height * width,), math.inf, dtype=DTYPE)
-    face = torch.full((height * width,), -1, dtype=torch.long)
+    zbuf = torch.full((n_layers * height * width,), math.inf, dtype=tri_xy.dtype)
+    face = torch.full((n_layers * height * width,), -1, dtype=torch.long)
     tri_ids = torch.nonzero(counts > 0).squeeze(1)
     start = 0
     while start < len(tri_ids):
@@ -96,30 +119,34 @@ def rasterize(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor, width: 
         n = max(1, int(torch.searchsorted(csum, MAX_PAIRS_PER_CHUNK, right=True)))
         chunk = tri_ids[start:start + n]
         start += n
-        _rasterize_chunk(chunk, tri_xy, tri_depth, x0, y0, bw, counts, width, zbuf, face)
-    return face.view(height, width)
+        _rasterize_chunk(chunk, tri_xy, tri_depth, x0, y0, bw, counts, width, base, zbuf, face)
+    shape = (height, width) if layer is None else (n_layers, height, width)
+    return (face.view(shape), zbuf.view(shape).to(xy.dtype)) if return_depth else face.view(shape)
 
 
-def _rasterize_chunk(chunk, tri_xy, tri_depth, x0, y0, bw, counts, width, zbuf, face):
+def _rasterize_chunk(chunk, tri_xy, tri_depth, x0, y0, bw, counts, width, base, zbuf, face):
     """Z-test one batch of triangles against the running buffers (in place)."""
     c = counts[chunk]
     pair_tri = torch.repeat_interleave(chunk, c)
     offsets = torch.arange(int(c.sum())) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-    px = x0[pair_tri] + offsets % bw[pair_tri]
-    py = y0[pair_tri] + offsets // bw[pair_tri]
-    cx, cy = px.to(DTYPE) + 0.5, py.to(DTYPE) + 0.5
+    row_len = bw[pair_tri]
+    py = offsets // row_len
+    px = x0[pair_tri] + (offsets - py * row_len)
+    py = py + y0[pair_tri]
+    cx, cy = px.to(tri_xy.dtype) + 0.5, py.to(tri_xy.dtype) + 0.5
     v = tri_xy[pair_tri]
     w0 = _edge(v[:, 1, 0], v[:, 1, 1], v[:, 2, 0], v[:, 2, 1], cx, cy)
     w1 = _edge(v[:, 2, 0], v[:, 2, 1], v[:, 0, 0], v[:, 0, 1], cx, cy)
     w2 = _edge(v[:, 0, 0], v[:, 0, 1], v[:, 1, 0], v[:, 1, 1], cx, cy)
     area = w0 + w1 + w2
     # Accept both windings: the mesh has open helper surfaces seen from either side.
-    inside = ((w0 >= 0) & (w1 >= 0) & (w2 >= 0) | (w0 <= 0) & (w1 <= 0) & (w2 <= 0)) & (area.abs() > 1e-12)
+    inside = (((w0 >= 0) & (w1 >= 0) & (w2 >= 0) | (w0 <= 0) & (w1 <= 0) & (w2 <= 0))
+              & (area.abs() > 1e-6))
     pair_tri, px, py = pair_tri[inside], px[inside], py[inside]
     b = torch.stack([w0[inside], w1[inside], w2[inside]], 1) / area[inside, None]
     # Depth is interpolated as 1/z, which is linear in screen space.
     z = 1.0 / (b / tri_depth[pair_tri]).sum(1)
-    pix = py * width + px
+    pix = base[pair_tri] + py * width + px
     chunk_z = torch.full_like(zbuf, math.inf).scatter_reduce(0, pix, z, "amin")
     winner = z == chunk_z[pix]
     chunk_face = torch.full_like(face, torch.iinfo(torch.long).max)
@@ -129,12 +156,11 @@ def _rasterize_chunk(chunk, tri_xy, tri_depth, x0, y0, bw, counts, width, zbuf, 
     face[closer] = chunk_face[closer]
 
 
-def barycentrics(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
-    """Perspective-correct barycentric weights (N, 3) of the pixels with face >= 0."""
-    height, width = face.shape
-    py, px = torch.nonzero(face >= 0, as_tuple=True)
-    cx, cy = px.to(DTYPE) + 0.5, py.to(DTYPE) + 0.5
-    t = tris[face[py, px]]
+def barycentrics_at(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor,
+                    face: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    """Perspective-correct barycentric weights (N, 3) of triangles ``face`` at pixels (px, py)."""
+    cx, cy = px.to(xy.dtype) + 0.5, py.to(xy.dtype) + 0.5
+    t = tris[face]
     v = xy[t]
     w0 = _edge(v[:, 1, 0], v[:, 1, 1], v[:, 2, 0], v[:, 2, 1], cx, cy)
     w1 = _edge(v[:, 2, 0], v[:, 2, 1], v[:, 0, 0], v[:, 0, 1], cx, cy)
@@ -144,9 +170,23 @@ def barycentrics(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor, face
     return b / b.sum(1, keepdim=True)
 
 
+def barycentrics(xy: torch.Tensor, depth: torch.Tensor, tris: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """Perspective-correct barycentric weights (N, 3) of the pixels with face >= 0."""
+    py, px = torch.nonzero(face >= 0, as_tuple=True)
+    return barycentrics_at(xy, depth, tris, face[py, px], px, py)
+
+
 def interpolate(values: torch.Tensor, tris: torch.Tensor, face_of_pixel: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
     """Per-pixel attribute (N, C) from per-corner ``values[tris]`` and barycentrics."""
-    return (values[tris[face_of_pixel]] * bary[..., None]).sum(1)
+    t = tris if face_of_pixel is None else tris[face_of_pixel]
+    # Three gathers and two adds: much faster than a reduction over a length-3 axis.
+    return (values[t[:, 0]] * bary[:, 0:1] + values[t[:, 1]] * bary[:, 1:2]
+            + values[t[:, 2]] * bary[:, 2:3])
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot product of (N, 3) tensors, as (N, 1)."""
+    return a[:, 0:1] * b[:, 0:1] + a[:, 1:2] * b[:, 1:2] + a[:, 2:3] * b[:, 2:3]
 
 
 def vertex_normals(verts: torch.Tensor, tris: torch.Tensor) -> torch.Tensor:
@@ -214,3 +254,27 @@ def box_downsample(img: torch.Tensor, factor: int) -> torch.Tensor:
 def to_uint8(linear_rgb: torch.Tensor) -> np.ndarray:
     """Quantised sRGB image (rounded, so deterministic)."""
     return torch.round(linear_to_srgb(linear_rgb) * 255).to(torch.uint8).numpy()
+
+
+def gaussian_kernel(sigma: float, dtype=DTYPE) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps (radius 3 sigma, at least 1)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=dtype)
+    k = torch.exp(-0.5 * (x / max(sigma, 1e-6)) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of an (H, W) or (H, W, C) image, edges replicated."""
+    if sigma <= 0:
+        return img
+    squeeze = img.dim() == 2
+    x = (img[..., None] if squeeze else img).permute(2, 0, 1)[:, None]  # (C, 1, H, W)
+    k = gaussian_kernel(sigma, img.dtype)
+    r = len(k) // 2
+    x = torch.nn.functional.pad(x, (r, r, 0, 0), mode="replicate")
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1))
+    x = torch.nn.functional.pad(x, (0, 0, r, r), mode="replicate")
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1))
+    out = x[:, 0].permute(1, 2, 0).contiguous()
+    return out[..., 0] if squeeze else out

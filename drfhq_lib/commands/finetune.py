@@ -1,4 +1,4 @@
-"""``drfhq finetune``: the command line of the fine-tuning.
+"""``drfhq finetune``: the command line of the fine-tuning (:mod:`drfhq_lib.finetune`).
 
 Options left out keep their defaults for a new run, and the stored values for a resumed one
 (``--resume DIR``, or rerunning a command whose ``--out`` already holds snapshots); only the
@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 
+from drfhq_lib.commands.options import (DEVICE_HELP, PREFER_CHOICES, PREFER_HELP, device_of,
+                                       require_path)
+from drfhq_lib.errors import DrfhqError
 from drfhq_lib.finetune.config import FinetuneConfig
 
 _S = argparse.SUPPRESS
@@ -59,10 +62,14 @@ def add_cli(subparsers) -> None:
                    help=f"resolution S sees ({d.sketch_size})")
     o.add_argument("--color-size", dest="color_size", type=int,
                    help=f"resolution of the blurred LPIPS ({d.color_size})")
-    o.add_argument("--prefer", choices=("auto", "official", "substitute"),
-                   help="networks of the sketch, colour and identity terms (auto)")
+    o.add_argument("--blur-size", dest="blur_size", type=int,
+                   help=f"Gaussian kernel of L_color, px ({d.blur_size})")
+    o.add_argument("--blur-sigma", dest="blur_sigma", type=float,
+                   help=f"its sigma, px ({d.blur_sigma:g})")
+    o.add_argument("--prefer", choices=PREFER_CHOICES,
+                   help="networks of the sketch, color and identity terms: " + PREFER_HELP)
     r = p.add_argument_group("running")
-    r.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    r.add_argument("--device", help=DEVICE_HELP)  # default: FinetuneConfig's (auto)
     r.add_argument("--fp32", dest="mixed_precision", action="store_false",
                    help="no fp16 layers on CUDA")
     r.add_argument("--workers", type=int, help="threads prefetching images (1)")
@@ -71,19 +78,37 @@ def add_cli(subparsers) -> None:
     r.add_argument("--no-identity", dest="identity", action="store_false",
                    help="skip the identity similarity at snapshots")
     r.add_argument("--no-progress", dest="progress", action="store_false")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run, cmd="finetune")
 
 
-def _run(args) -> int:
+def check_paths(args, overrides: dict) -> None:
+    """Flags naming files that must exist, checked before any network is built."""
+    if args.resume is not None:
+        require_path(args.resume, "--resume", "run folder",
+                     "pass the --out folder of an earlier `drfhq finetune`")
+    else:
+        missing = [f"--{k}" for k in ("source", "data", "out") if k not in overrides]
+        if missing:
+            raise DrfhqError(f"{', '.join(missing)} required (or --resume DIR to continue a "
+                             "run); see `drfhq finetune --help`")
+    if "source" in overrides:
+        require_path(overrides["source"], "--source", "network file",
+                     "pass G_real: the official ffhq.pkl (`drfhq weights fetch stylegan2-ffhq`, "
+                     "then `drfhq weights path stylegan2-ffhq`), a rosinality .pt or a drfhq "
+                     ".safetensors")
+    if "data" in overrides:
+        require_path(overrides["data"], "--data", "dataset zip or folder",
+                     "make one with `drfhq dataset pack FOLDER --out DATA.zip --resolution R`")
+    if "device" in overrides:
+        device_of(overrides["device"])
+
+
+def run(args) -> int:
     from drfhq_lib.finetune.trainer import Trainer
 
     overrides = {k: v for k, v in vars(args).items()
                  if k in FinetuneConfig.__dataclass_fields__}
-    if args.resume is None:
-        missing = [f"--{k}" for k in ("source", "data", "out") if k not in overrides]
-        if missing:
-            raise SystemExit(f"drfhq finetune: error: {', '.join(missing)} required "
-                             "(or --resume DIR)")
+    check_paths(args, overrides)
     trainer = Trainer(None, args.resume, overrides)
     network_file = trainer.run()
     if trainer.main:

@@ -1,0 +1,147 @@
+"""``drfhq enhance`` and ``drfhq demo``: rendered portraits in, photo-real faces pasted back
+out (:mod:`drfhq_lib.infer.enhance`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from drfhq_lib.commands.options import (Deprecated, add_device, add_prefer, batch_exit_code,
+                                       device_of, require_inputs, require_path)
+from drfhq_lib.errors import DrfhqError
+
+UNTRAINED_BANNER = """\
+*** The official FFHQ generator is not installed, so this demo runs the whole pipeline
+*** (align -> project -> render -> paste back) on an UNTRAINED small generator. Its pictures
+*** are NOT results; they are stamped as such. For real results:
+***   drfhq weights fetch stylegan2-ffhq
+***   drfhq finetune --source ~/.cache/drfhq/ffhq.pkl --data DRFHQ.zip --out runs/drfhq
+***   drfhq enhance IMAGES --rendering runs/drfhq/<snapshot> --out OUT"""
+
+
+def check_networks(args) -> None:
+    """--rendering and --real name files that exist (before anything is loaded)."""
+    if getattr(args, "rendering", None) is not None:
+        require_path(args.rendering, "--rendering", "network file or run folder",
+                     "pass the G_rendering `drfhq finetune` wrote (its --out folder or a "
+                     "network file in it)")
+    if getattr(args, "real", None) is not None:
+        require_path(args.real, "--real", "network file",
+                     "pass a G_real network file, or leave --real out to use the official "
+                     "FFHQ generator (`drfhq weights fetch stylegan2-ffhq`)")
+
+
+def check_options(args) -> None:
+    if args.size is not None and args.size < 8:
+        raise DrfhqError(f"--size {args.size}: too small; leave it out to work at the "
+                         "generator's resolution")
+    if not 0.0 <= args.color_match <= 1.0:
+        raise DrfhqError(f"--color-match {args.color_match:g}: must be between 0 (off) and 1")
+    if args.steps is not None and args.steps < 1:
+        raise DrfhqError(f"--steps {args.steps}: must be at least 1 (paper: 500)")
+
+
+def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
+    import torch
+
+    from drfhq_lib.infer import enhance
+    from drfhq_lib.infer.projection import ProjectionParams, default_batch
+    from drfhq_lib.nets import weights
+    from drfhq_lib.provenance import write_sidecar
+
+    if not inputs:
+        raise DrfhqError("no images to enhance (folders are searched for image files by "
+                         "suffix)")
+    size = args.size or nets.G_real.img_resolution
+    for path, name in enhance.renamed_inputs(inputs).items():
+        print(f"{args.cmd}: {path} shares its stem with another input: written as {name}.png")
+    params = ProjectionParams(steps=args.steps or ProjectionParams.steps, seed=args.seed)
+    batch = args.batch or default_batch(torch.device(device), size)
+    composite = enhance.CompositeParams(args.erode, args.blur, args.color_match)
+    rows = enhance.enhance_files(inputs, args.out, nets, params, batch, args.size, args.prefer,
+                                 composite, device, args.overwrite)
+    lpips_r = weights.resolve("lpips-vgg16", args.prefer)
+    mask_r = weights.resolve("bisenet-faceparse", args.prefer)
+    write_sidecar(Path(args.out) / "manifest.csv", [*nets.resolved, lpips_r, mask_r],
+                  {**params.as_dict(), "G_real": nets.real_label,
+                   "G_rendering": nets.rendering_label, "batch": batch, "size": args.size,
+                   "erode": args.erode, "blur": args.blur, "color_match": args.color_match})
+    counts: dict[str, int] = {}
+    for row in rows.values():
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    print(f"{args.cmd}: {len(rows)} inputs: "
+          + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+          + f"; manifest {Path(args.out) / 'manifest.csv'}")
+    return batch_exit_code(counts.get("failed", 0))
+
+
+def run_enhance(args) -> int:
+    from drfhq_lib.data.manifest import expand_inputs
+    from drfhq_lib.infer.enhance import load_generators
+
+    check_options(args)
+    check_networks(args)
+    inputs = expand_inputs(require_inputs(args.images))
+    device = device_of(args.device)
+    nets = load_generators(args.real, args.rendering, device)
+    return enhance_and_report(args, inputs, nets, device)
+
+
+def run_demo(args) -> int:
+    from drfhq_lib.infer.enhance import demo_inputs, load_generators
+    from drfhq_lib.infer.projection import ProjectionParams
+
+    check_options(args)
+    check_networks(args)
+    device = device_of(args.device)
+    nets = load_generators(None, args.rendering, device, allow_untrained=True,
+                           untrained_size=args.size or 64)
+    if not nets.trained:
+        print(UNTRAINED_BANNER, flush=True)
+        args.steps = args.steps or 30
+    args.steps = args.steps or ProjectionParams().steps
+    return enhance_and_report(args, demo_inputs(args.limit), nets, device)
+
+
+def _common_arguments(p, out_default: str | None) -> None:
+    from drfhq_lib.infer.enhance import CompositeParams
+
+    p.add_argument("--out", type=Path, required=out_default is None, default=out_default,
+                   help="output folder" + (f" ({out_default})" if out_default else ""))
+    p.add_argument("--steps", type=int, default=None, help="projection steps (paper: 500)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="portraits projected together (default: 8 on CUDA; on CPU 8 up to "
+                        "256 px, 4 at 512, 2 at 1024, for memory)")
+    p.add_argument("--size", type=int, default=None,
+                   help="working resolution of alignment (default: the generator's)")
+    add_device(p)
+    add_prefer(p)
+    p.add_argument("--erode", type=int, default=CompositeParams.erode,
+                   help="mask erosion in pixels (for a 1024 px face)")
+    p.add_argument("--blur", type=float, default=CompositeParams.blur_sigma,
+                   help="mask blur sigma in pixels (for a 1024 px face)")
+    p.add_argument("--color-match", dest="color_match", type=float,
+                   default=CompositeParams.colour_match,
+                   help="match the face's color statistics to the original's, 0 (off) .. 1")
+    p.add_argument("--colour-match", dest="color_match", type=float, action=Deprecated,
+                   use="--color-match")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="redo inputs whose output exists")
+
+
+def add_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "enhance", help="rendered portraits -> photo-real, pasted back",
+        description="Align, project into G_rendering, render with G_real and paste back each "
+        "input. Inputs whose file stems collide are all kept, under distinct names (reported). "
+        "Exit 1 when some inputs failed (see OUT/manifest.csv).")
+    p.add_argument("images", nargs="+", help="image files or folders")
+    p.add_argument("--real", default=None, help="G_real network file (default: official FFHQ)")
+    p.add_argument("--rendering", required=True,
+                   help="G_rendering: a network file or a `drfhq finetune` run folder")
+    _common_arguments(p, None)
+    p.set_defaults(func=run_enhance, cmd="enhance")
+    p = subparsers.add_parser("demo", help="enhance the bundled sample renders")
+    p.add_argument("--rendering", default=None, help="G_rendering network file, if you have one")
+    p.add_argument("--limit", type=int, default=3, help="how many sample portraits")
+    _common_arguments(p, "out/demo")
+    p.set_defaults(func=run_demo, cmd="demo", real=None)
