@@ -9,7 +9,8 @@ The package follows the pipeline (README's data-flow picture)::
     eval/       metrics, inversion baselines, generator variants, figure helpers
     nets/       StyleGAN2 G/D, external networks, the weights registry, safe loading
     miniworld/  paired two-style CC0 renders and the mini networks trained on them
-    apps/       ipywidgets apps only (user study, latent explorer)
+    apps/       ipywidgets apps only (user study, latent explorer, filter grid)
+    commands/   the argparse wiring of each `drfhq` command; cli.py dispatches to them
     cli.py errors.py files.py provenance.py allocator.py notebooks.py
 
 Conventions used throughout the package (documented here once):

@@ -79,12 +79,12 @@ def test_enhance_with_missing_rendering_file(tmp_path, capsys):
     assert "drfhq finetune" in line
 
 
-def test_enhance_without_rendering_flag_is_a_one_line_usage_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["enhance", str(RENDER), "--out", str(tmp_path / "o")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(err) == 1 and "--rendering" in err[0]
-    assert err[0].startswith("drfhq enhance: error:") and "drfhq enhance --help" in err[0]
+def test_enhance_with_a_users_g_real_but_no_rendering_is_one_line(tmp_path, tiny, capsys):
+    # without --rendering only the mini world (or the demo) has a G_rendering to offer
+    code = cli.main(["enhance", str(RENDER), "--real", str(tiny["source"]), "--out",
+                     str(tmp_path / "o")])
+    line = one_error_line(capsys, "enhance")
+    assert code == 2 and "--rendering" in line and "miniworld" in line
 
 
 def test_enhance_with_missing_real(tmp_path, tiny, capsys):

@@ -1,4 +1,5 @@
-"""The enhance pipeline end to end on a bundled render, with small untrained networks."""
+"""The enhance pipeline end to end on a bundled render, with the mini world's networks (the
+default without the paper's) and with untrained stand-ins where no trained network exists."""
 
 import csv
 
@@ -52,10 +53,18 @@ def test_rerun_skips_finished_outputs(run):
     assert rows[str(render)]["status"] == "ok"  # the earlier row is kept
 
 
-def test_untrained_stand_ins_are_labelled(run):
+def test_without_the_papers_networks_the_mini_world_is_used_and_labelled(run):
     nets = run[3]
-    assert not nets.trained and "UNTRAINED" in nets.real_label
-    assert nets.resolved[0].label == "stylegan2-untrained-small"
+    assert nets.trained and nets.world == "miniworld"
+    assert "mini world (CG→CG), not the paper's FFHQ networks" in nets.real_label
+    assert [r.name for r in nets.resolved] == ["stylegan2-miniworld-P64", "stylegan2-miniworld-R64"]
+    assert nets.G_real.img_resolution == 64 and nets.G_rendering is not nets.G_real
+
+
+def test_untrained_stand_ins_only_where_no_trained_network_exists(monkeypatch):
+    monkeypatch.setattr(enhance, "_mini_world_available", lambda: False)
+    nets = enhance.load_generators(None, None, "cpu", allow_untrained=True, untrained_size=32)
+    assert not nets.trained and "UNTRAINED" in nets.real_label and nets.world == ""
 
 
 def test_official_generator_is_required_outside_the_demo(empty_weights):

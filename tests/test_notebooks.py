@@ -13,8 +13,8 @@ TABLE_ONLY = {"00_networks"}  # its artefact is the table of networks this machi
 
 # What each notebook's table must hold under its CI parameters (notebooks/ci/<stem>.yaml):
 # "columns" that must be present, "rows" (an int, or a function of the CI parameters), and
-# "trained": the value every row's (or the JSON's) `trained` flag must have. Every CI run uses
-# untrained stand-ins, so a `trained` that says True is a mislabelled artefact.
+# "trained": the value every row's (or the JSON's) `trained` flag must have: True where the CI
+# run uses the mini world's trained networks, False where only untrained stand-ins exist.
 PORTRAITS_IN_CI = 2  # `limit: 2` of samples/renders/*_portrait.png
 TABLES = {
     "00_networks": {"columns": {"network", "use", "label", "found", "sha256"},
@@ -30,25 +30,29 @@ TABLES = {
                      "rows": lambda p: p["limit"]},
     "04_shared_latent": {"columns": {"latent", "compared", "lpips", "l2", "identity_similarity",
                                      "faces_found", "reason", "trained"},
-                         "latents": lambda p: len(p["seeds"]) + p["limit"], "trained": False},
+                         "latents": lambda p: len(p["seeds"]) + p["limit"], "trained": True},
     "05_latent_explorer": {"keys": {"device", "G_real", "G_rendering", "trained",
-                                    "preview_seconds"}, "trained": False},
+                                    "preview_seconds"}, "trained": True},
     "07_inversion_baselines": {"columns": {"label", "method", "input", "status", "trained"},
                                "rows": lambda p: PORTRAITS_IN_CI * len(p["methods"]),
-                               "trained": False},
+                               "trained": True},
     "09_style_transfer": {"columns": {"trained"}, "trained": False},
     "10_loss_ablation": {"columns": {"trained", "sketch", "color"}, "trained": False},
     "11_framework_ablation": {"columns": {"label", "method", "input", "status", "trained"},
                               "rows": lambda p: PORTRAITS_IN_CI * len(p["methods"]),
-                              "trained": False},
+                              "trained": True},
     "12_inversion_ablation": {"columns": {"label", "method", "input", "status", "trained"},
                               "rows": lambda p: PORTRAITS_IN_CI * len(p["methods"]),
-                              "trained": False},
+                              "trained": True},
     "13_dataset_ablation": {"columns": {"trained"}, "trained": False},
     "14_failure_cases": {"columns": {"category", "input", "status", "trained"},
                          # one row per category and input; an empty category is a "not run" row
                          "rows": lambda p: sum(max(1, len(v)) for v in p["categories"].values()),
-                         "trained": False},
+                         "trained": True},
+    # the mini world: 7 methods + 2 reference rows + dlib's floor on the P renders
+    "16_miniworld_groundtruth": {"columns": {"method", "n", "lpips", "psnr", "landmarks",
+                                             "lpips_ci_low", "lpips_ci_high", "trained"},
+                                 "rows": lambda p: 10, "trained": True},
     "15_user_study": {"keys": {"simulated", "studies"},
                       "json": lambda t, p: (t["simulated"] is True
                                             and set(t["studies"]) == {"inversion", "fullbody"})},
@@ -112,7 +116,8 @@ def test_notebook_has_parameters_cell(nb):
 @pytest.mark.parametrize("nb", PATHS, ids=[p.stem for p in PATHS])
 def test_notebook_runs_and_writes_artefacts_with_provenance(nb, tmp_path):
     figures, results = tmp_path / "figures", tmp_path / "results"
-    params = {**notebooks.ci_parameters(nb), "figures_dir": str(figures),
+    defaults = {k: v.value for k, v in notebooks.notebook_parameters(nb).items()}
+    params = {**defaults, **notebooks.ci_parameters(nb), "figures_dir": str(figures),
               "results_dir": str(results), "work_dir": str(tmp_path / "work")}
     notebooks.run_notebook(nb, tmp_path / nb.name, params, progress=False)
     artefacts = [p for p in [*figures.glob("*"), *results.glob("*")]
@@ -131,19 +136,19 @@ def test_notebook_runs_and_writes_artefacts_with_provenance(nb, tmp_path):
 
 
 def test_every_notebook_with_a_table_has_a_table_spec():
-    # 08 writes a JSON of parameters only; 16 is the mini world's, being written in parallel
-    assert {p.stem for p in PATHS} - {"08_postprocess", "16_miniworld_groundtruth"} <= set(TABLES)
+    # 08 writes a JSON of parameters only
+    assert {p.stem for p in PATHS} - {"08_postprocess"} <= set(TABLES)
 
 
 def test_table_checker_catches_a_mislabelled_or_short_table(tmp_path):
     # the checker itself, on hand-written tables: it must fail where the notebook would be wrong
     params = {"seeds": [0, 1], "limit": 1}
     header = "latent,compared,lpips,l2,identity_similarity,faces_found,reason,trained\n"
-    good = header + "seed0,pair,0.1,0.2,0.9,True,,False\nseed1,pair,0.1,0.2,0.9,True,,False\n" \
-        "p0,pair,0.1,0.2,0.9,True,,False\n"
+    good = header + "seed0,pair,0.1,0.2,0.9,True,,True\nseed1,pair,0.1,0.2,0.9,True,,True\n" \
+        "p0,pair,0.1,0.2,0.9,True,,True\n"
     (tmp_path / "04_shared_latent.csv").write_text(good)
     check_table("04_shared_latent", tmp_path, params)
-    (tmp_path / "04_shared_latent.csv").write_text(good.replace("True,,False\np0", "True,,True\np0"))
+    (tmp_path / "04_shared_latent.csv").write_text(good.replace("True,,True\np0", "True,,False\np0"))
     with pytest.raises(AssertionError, match="trained"):
         check_table("04_shared_latent", tmp_path, params)
     (tmp_path / "04_shared_latent.csv").write_text(good.rsplit("p0", 1)[0])

@@ -20,11 +20,11 @@ UNTRAINED_BANNER = """\
 
 def check_networks(args) -> None:
     """--rendering and --real name files that exist (before anything is loaded)."""
-    if getattr(args, "rendering", None) is not None:
+    if getattr(args, "rendering", None) not in (None, "miniworld"):
         require_path(args.rendering, "--rendering", "network file or run folder",
                      "pass the G_rendering `drfhq finetune` wrote (its --out folder or a "
                      "network file in it)")
-    if getattr(args, "real", None) is not None:
+    if getattr(args, "real", None) not in (None, "miniworld"):
         require_path(args.real, "--real", "network file",
                      "pass a G_real network file, or leave --real out to use the official "
                      "FFHQ generator (`drfhq weights fetch stylegan2-ffhq`)")
@@ -52,6 +52,8 @@ def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
         raise DrfhqError("no images to enhance (folders are searched for image files by "
                          "suffix)")
     size = args.size or nets.G_real.img_resolution
+    print(f"{args.cmd}: G_real = {nets.real_label}; G_rendering = {nets.rendering_label}",
+          flush=True)
     for path, name in enhance.renamed_inputs(inputs).items():
         print(f"{args.cmd}: {path} shares its stem with another input: written as {name}.png")
     params = ProjectionParams(steps=args.steps or ProjectionParams.steps, seed=args.seed)
@@ -86,6 +88,9 @@ def run_enhance(args) -> int:
     return enhance_and_report(args, inputs, nets, device)
 
 
+MINIWORLD_DEMO_STEPS = 200  # a demo under 3 minutes on 2 CPU cores
+
+
 def run_demo(args) -> int:
     from drfhq_lib.infer.enhance import demo_inputs, load_generators
     from drfhq_lib.infer.projection import ProjectionParams
@@ -98,6 +103,10 @@ def run_demo(args) -> int:
     if not nets.trained:
         print(UNTRAINED_BANNER, flush=True)
         args.steps = args.steps or 30
+    elif nets.world == "miniworld" and args.steps is None:
+        args.steps = MINIWORLD_DEMO_STEPS
+        print(f"demo: the mini world's networks ({nets.note}); {args.steps} projection steps "
+              "(the paper's 500: --steps 500)", flush=True)
     args.steps = args.steps or ProjectionParams().steps
     return enhance_and_report(args, demo_inputs(args.limit), nets, device)
 
@@ -135,9 +144,13 @@ def add_cli(subparsers) -> None:
         "input. Inputs whose file stems collide are all kept, under distinct names (reported). "
         "Exit 1 when some inputs failed (see OUT/manifest.csv).")
     p.add_argument("images", nargs="+", help="image files or folders")
-    p.add_argument("--real", default=None, help="G_real network file (default: official FFHQ)")
-    p.add_argument("--rendering", required=True,
-                   help="G_rendering: a network file or a `drfhq finetune` run folder")
+    p.add_argument("--real", default=None,
+                   help="G_real network file, or 'miniworld' (default: the official FFHQ "
+                        "generator when installed, else the mini world's G_real_mini)")
+    p.add_argument("--rendering", default=None,
+                   help="G_rendering: a network file, a `drfhq finetune` run folder, or "
+                        "'miniworld' (default: the mini world's when G_real is; required "
+                        "with the official FFHQ generator)")
     _common_arguments(p, None)
     p.set_defaults(func=run_enhance, cmd="enhance")
     p = subparsers.add_parser("demo", help="enhance the bundled sample renders")

@@ -46,6 +46,16 @@ class Networks:
     rendering_label: str
     trained: bool  # False when either generator is an untrained stand-in
     resolved: list[Resolved] = field(default_factory=list)
+    world: str = ""  # "miniworld" when the mini world's networks are used
+
+    @property
+    def note(self) -> str:
+        """What figures made with these networks must say about them ("" for the paper's)."""
+        if self.world == MINIWORLD:
+            from drfhq_lib.miniworld.models import WORLD_NOTE
+
+            return WORLD_NOTE
+        return ""
 
 
 @dataclass(frozen=True)
@@ -222,7 +232,7 @@ def _enhance_aligned(todo, out_dir: Path, nets: Networks, params: ProjectionPara
                      device: torch.device, progress: bool, manifest: Manifest) -> None:
     resolution = nets.G_rendering.img_resolution
     size = size or resolution
-    warning = "" if nets.trained else "UNTRAINED networks: not a result"
+    warning = nets.note if nets.trained else "UNTRAINED networks: not a result"
     lpips = build_lpips(prefer, device)
     targets = {name: resize(pil_to_tensor(a.image, device), resolution)[0]
                for name, (_, a, _) in todo.items()}
@@ -286,36 +296,71 @@ def generator_from_file(path: str | Path, device) -> torch.nn.Module:
     return G.eval().requires_grad_(False)
 
 
+MINIWORLD = "miniworld"  # the keyword that names the committed mini-world networks
+
+
+def _mini_world(which: str, device) -> tuple[torch.nn.Module, str, list[Resolved]]:
+    from drfhq_lib.miniworld import models
+
+    name = models.real_name(models.RESOLUTION) if which == "real" \
+        else models.rendering_name(models.RESOLUTION)
+    G = models.load_generator(name, device)
+    resolved = [weights.resolve(name, "official")]
+    return G, f"{name} ({models.WORLD_NOTE})", resolved
+
+
+def _mini_world_available() -> bool:
+    from drfhq_lib.miniworld import models
+
+    return models.available()
+
+
 def load_generators(real: str | None, rendering: str | None, device, *,
                     allow_untrained: bool = False, untrained_size: int = 64) -> Networks:
-    """G_real (a file, else the registry's official FFHQ) and G_rendering (a file).
+    """G_real and G_rendering from files, the paper's networks, or the mini world's.
 
-    With ``allow_untrained`` (the demo), missing networks are replaced by labelled stand-ins:
-    an untrained small G_real, and G_rendering = G_real (not fine-tuned).
+    ``real``: a network file, ``"miniworld"``, or None: the official StyleGAN2-ADA FFHQ when it
+    is installed, else the mini world's G_real_mini. ``rendering``: a file or run folder,
+    ``"miniworld"``, or None, which is allowed when G_real is the mini world's (its own
+    G_rendering_mini is used). Only where no trained network exists at all (the mini-world
+    files deleted) does ``allow_untrained`` put in labelled untrained stand-ins.
     """
     resolved: list[Resolved] = []
-    trained = True
+    trained, world = True, ""
     if real is None:
-        r = weights.resolve("stylegan2-ffhq", "auto" if allow_untrained else "official")
-        resolved.append(r)
-        if r.is_official:
-            G_real, real_label = generator_from_file(r.path, device), "StyleGAN2-ADA FFHQ"
-        else:
-            G_real, real_label = untrained_generator(untrained_size, device), r.label + " (UNTRAINED)"
-            trained = False
+        official = weights.get("stylegan2-ffhq").find()
+        # a user's G_rendering was fine-tuned from FFHQ: it needs that G_real, not the mini world's
+        mini = rendering in (None, MINIWORLD) and _mini_world_available()
+        real = str(official) if official else MINIWORLD if mini else None
+        if official:
+            resolved.append(weights.resolve("stylegan2-ffhq", "official"))
+    if real == MINIWORLD:
+        G_real, real_label, found = _mini_world("real", device)
+        resolved += found
+        world = MINIWORLD
+    elif real is not None:
+        G_real = generator_from_file(real, device)
+        real_label = "StyleGAN2-ADA FFHQ" if resolved else Path(real).name
+    elif allow_untrained and rendering is None:
+        G_real = untrained_generator(untrained_size, device)
+        real_label, trained = "stylegan2-untrained-small (UNTRAINED)", False
     else:
-        G_real, real_label = generator_from_file(real, device), Path(real).name
-    if rendering is not None:
+        weights.official_path("stylegan2-ffhq")  # raises, saying how to get ffhq.pkl
+    if rendering == MINIWORLD or (rendering is None and world == MINIWORLD):
+        G_rendering, rendering_label, found = _mini_world("rendering", device)
+        resolved += found
+    elif rendering is not None:
         G_rendering, rendering_label = generator_from_file(rendering, device), Path(rendering).name
     elif allow_untrained:
         G_rendering, rendering_label = G_real, "G_real itself (not fine-tuned)"
         trained = False
     else:
-        raise DrfhqError("pass --rendering NET: a G_rendering fine-tuned with `drfhq finetune`")
+        raise DrfhqError("pass --rendering NET: a G_rendering fine-tuned with `drfhq finetune` "
+                         "(or --real miniworld --rendering miniworld for the mini world's)")
     if G_real.img_resolution != G_rendering.img_resolution or G_real.num_ws != G_rendering.num_ws:
         raise DrfhqError(f"G_real ({G_real.img_resolution} px) and G_rendering "
                          f"({G_rendering.img_resolution} px) must share one W+ space")
-    return Networks(G_real, G_rendering, real_label, rendering_label, trained, resolved)
+    return Networks(G_real, G_rendering, real_label, rendering_label, trained, resolved, world)
 
 
 # ----------------------------------------------------------------------------- samples

@@ -58,7 +58,7 @@ class BuildPlan:
     counts: dict = field(default_factory=lambda: {"train": 400, "finetune": 250, "heldout": 100})
     real: RealMiniConfig = field(default_factory=RealMiniConfig)
     snapshot_kimg: float = 2.0
-    finetune_kimg: float = 2.0
+    finetune_kimg: float = 1.0
     finetune_batch: int = 8
     variants: tuple = tuple(VARIANTS)
     export_dir: str = str(NETWORKS_DIR)
@@ -92,6 +92,7 @@ class BuildPlan:
 def render_sets(plan: BuildPlan) -> None:
     from drfhq_lib import cli
 
+    threads = torch.get_num_threads()  # the render command sets its own
     for name, seed in SETS.items():
         out = plan.folder("renders", name)
         code = cli.main(["miniworld", "render", "--count", str(plan.counts[name]), "--seed",
@@ -99,6 +100,7 @@ def render_sets(plan: BuildPlan) -> None:
                          "--supersample", str(plan.render_supersample)])
         if code != 0:
             raise MiniworldError(f"rendering {out} failed (exit {code}); rerun to resume")
+        torch.set_num_threads(threads)
         aligned.align_folder(out, plan.folder("aligned", name), plan.resolution)
 
 
@@ -182,9 +184,9 @@ def export(plan: BuildPlan, name: str, nets: dict, provenance: dict) -> Path:
     folder = Path(plan.export_dir)
     folder.mkdir(parents=True, exist_ok=True)
     error = fp16_error(nets["G_ema"])
-    halves = {k: _fp16_copy(v) for k, v in nets.items()}
-    path = save_network(folder / f"{name}.safetensors", halves,
-                        {"label": name, "miniworld": True, "fp16_max_abs_error": error})
+    halves = {k: _fp16_copy(v).half() for k, v in nets.items()}  # loaded back as fp32
+    path = folder / f"{name}.safetensors"
+    save_network(path, halves, {"label": name, "miniworld": True, "fp16_max_abs_error": error})
     write_json_atomic(folder / f"{name}.provenance.json", {
         "label": name, "sha256": sha256_file(path), "bytes": os.path.getsize(path),
         "fp16_max_abs_error": error, **provenance})

