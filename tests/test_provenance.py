@@ -18,10 +18,10 @@ def test_sidecar_records_networks_params_commit(tmp_path, empty_weights):
     assert record["params"] == {"steps": 500, "size": 256}
     by_name = {n["name"]: n for n in record["networks"]}
     assert by_name["stylegan2-ffhq"]["kind"] == "substitute"
-    assert by_name["stylegan2-ffhq"]["label"] == "stylegan2-untrained-small"
+    assert by_name["stylegan2-ffhq"]["label"] == "stylegan2-miniworld-P64"
     assert by_name["dlib-landmarks68"]["kind"] == "official"
     assert by_name["dlib-landmarks68"]["sha256"] == weights.NETWORKS["dlib-landmarks68"].sha256
-    assert record["substitutes_used"] == ["stylegan2-untrained-small"]
+    assert record["substitutes_used"] == ["stylegan2-miniworld-P64"]
     assert record["versions"]["drfhq"]
     assert record["git_commit"] == provenance.git_commit()
 
@@ -47,5 +47,5 @@ def test_sidecar_needs_the_artefact_first(tmp_path):
 
 def test_figure_label_names_only_substitutes(empty_weights):
     nets = [weights.resolve("stylegan2-ffhq"), weights.resolve("dlib-landmarks68")]
-    assert provenance.label_for_figure(nets) == "offline substitutes: stylegan2-untrained-small"
+    assert provenance.label_for_figure(nets) == "offline substitutes: stylegan2-miniworld-P64"
     assert provenance.label_for_figure(nets[1:]) == ""

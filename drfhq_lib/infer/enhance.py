@@ -232,7 +232,8 @@ def _enhance_aligned(todo, out_dir: Path, nets: Networks, params: ProjectionPara
                      device: torch.device, progress: bool, manifest: Manifest) -> None:
     resolution = nets.G_rendering.img_resolution
     size = size or resolution
-    warning = nets.note if nets.trained else "UNTRAINED networks: not a result"
+    note = nets.note.replace("→", "->")  # the stamp's bitmap font has no arrow
+    warning = note if nets.trained else "UNTRAINED networks: not a result"
     lpips = build_lpips(prefer, device)
     targets = {name: resize(pil_to_tensor(a.image, device), resolution)[0]
                for name, (_, a, _) in todo.items()}
