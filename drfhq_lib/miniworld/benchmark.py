@@ -84,10 +84,9 @@ def method_outputs(data: HeldOut, G_real, renderings: dict, lpips_net, sketch_ne
 
 
 def benchmark_table(data: HeldOut, outputs: dict[str, torch.Tensor], lpips_net) -> list[dict]:
-    """One row per method: LPIPS, PSNR, landmark error against P, with bootstrap intervals.
-    The first row is dlib's own error on the P render against itself (zero by construction) is
-    left out; ``P render (dlib vs renderer)`` instead says how far dlib's points are from the
-    renderer's true ones, the floor of the landmark column."""
+    """One row per method: LPIPS, PSNR, landmark error against P, with bootstrap intervals, and
+    a last row ``P render (dlib vs renderer landmarks)``: how far dlib's points on the P render
+    are from the renderer's true ones, the floor of the landmark column."""
     rows = [groundtruth.score(o, data.P, data.P_landmarks, data.true_landmarks, lpips_net)
             .row(name) for name, o in outputs.items()]
     floor = groundtruth.landmark_error(data.P_landmarks, data.true_landmarks)
