@@ -90,17 +90,12 @@ class BuildPlan:
 # ------------------------------------------------------------------------------ steps
 
 def render_sets(plan: BuildPlan) -> None:
-    from drfhq_lib import cli
+    from drfhq_lib.miniworld.render_cli import render_dataset
 
-    threads = torch.get_num_threads()  # the render command sets its own
     for name, seed in SETS.items():
         out = plan.folder("renders", name)
-        code = cli.main(["miniworld", "render", "--count", str(plan.counts[name]), "--seed",
-                         str(seed), "--size", str(plan.render_size), "--out", str(out),
-                         "--supersample", str(plan.render_supersample)])
-        if code != 0:
-            raise MiniworldError(f"rendering {out} failed (exit {code}); rerun to resume")
-        torch.set_num_threads(threads)
+        render_dataset(out, plan.counts[name], seed, plan.render_size,
+                       supersample=plan.render_supersample)
         aligned.align_folder(out, plan.folder("aligned", name), plan.resolution)
 
 
