@@ -165,3 +165,79 @@ def test_official_or_fail_names_file_and_url(empty_weights):
         identity.build_embedder("official")
     assert "CurricularFace_Backbone.pth" in str(err.value)
     assert "https://drive.google.com/" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- Tab. 2 crop
+
+
+def _stripes(cycles: int, n: int = 1024) -> torch.Tensor:
+    """[1, 1, n, n] vertical cosine stripes with ``cycles`` periods across the image."""
+    x = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    return torch.cos(2 * math.pi * cycles * x).float().view(1, 1, 1, n).expand(1, 1, n, n)
+
+
+def _amplitude(crop: torch.Tensor, frequency: int) -> float:
+    """Amplitude of the horizontal frequency ``frequency`` (cycles across the crop)."""
+    row = crop[0, 0].double().mean(0).numpy()
+    return float(np.abs(np.fft.rfft(row))[frequency] / (len(row) / 2))
+
+
+def test_face_crop_of_fine_stripes_does_not_alias():
+    # 1024 -> 112 (the CurricularFace crop's size): 84 cycles across the image are 0.75 cycles
+    # per output pixel, above the crop's Nyquist (0.5). Sampled, they fold back to the analytic
+    # alias frequency |84 - 112| = 28 cycles; a low-passed crop has (almost) nothing there.
+    stripes, size = _stripes(84), 112
+    m = np.diag([size / 1024, size / 1024, 1.0])
+    alias = abs(84 - size * round(84 / size))
+    assert alias == 28
+    naive = identity.warp(stripes, m, size, antialias=False)
+    assert _amplitude(naive, alias) > 0.9  # the one-step bilinear warp: full-contrast alias
+    crop = identity.warp(stripes, m, size)
+    assert _amplitude(crop, alias) < 0.02  # < 2 % of the stripes' amplitude (energy < 4e-4)
+    assert crop.std() < 0.02  # and nothing else either: all the content is above Nyquist
+
+
+def test_rotated_face_crop_of_fine_stripes_is_flat():
+    # a face-crop-like similarity (rotation 0.2 rad, scale 0.35, shifted) and stripes of 0.75
+    # cycles per output pixel: their horizontal component, 0.75 cos 0.2 = 0.74, is beyond the
+    # crop's Nyquist (0.5), so an ideal low-pass leaves a flat crop (oracle: zero), where the
+    # bilinear warp keeps full contrast
+    angle, scale = 0.2, 0.35
+    c, s = math.cos(angle) * scale, math.sin(angle) * scale
+    m = np.array([[c, -s, -90.0], [s, c, -150.0], [0, 0, 1]])
+    stripes = _stripes(round(0.75 * scale * 1024))  # 0.75 cycles per output pixel
+    assert identity.warp(stripes, m, 112, antialias=False).std() > 0.5
+    assert identity.warp(stripes, m, 112).std() < 0.03
+
+
+def test_face_crop_of_a_smooth_image_equals_a_direct_lanczos_resize():
+    # oracle: PIL's LANCZOS resize of the same axis-aligned box, channel by channel in float
+    n, size, (x0, y0, side) = 1024, 112, (100, 200, 512)
+    yy, xx = (np.mgrid[0:n, 0:n] + 0.5) / n
+    planes = [np.sin(2 * np.pi * 3 * xx) * np.cos(2 * np.pi * 2 * yy),
+              2 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.4) ** 2) / 0.08) - 1,
+              np.cos(2 * np.pi * 1.5 * (xx + yy))]
+    image = torch.from_numpy(0.9 * np.stack(planes)).float()[None]
+    m = np.array([[size / side, 0, -x0 * size / side], [0, size / side, -y0 * size / side],
+                  [0, 0, 1]])
+    direct = np.stack([np.asarray(Image.fromarray(p.astype(np.float32) * 0.9, mode="F").resize(
+        (size, size), Image.Resampling.LANCZOS, box=(x0, y0, x0 + side, y0 + side)))
+        for p in planes])
+    np.testing.assert_allclose(identity.warp(image, m, size)[0].numpy(), direct, atol=3e-3)
+
+
+def test_lanczos_taps_sum_to_one_and_follow_the_kernel():
+    taps = identity.lanczos_taps(4, dtype=torch.float64)
+    assert len(taps) == 24 and taps.sum().item() == pytest.approx(1.0)
+    x = (np.arange(24) + 0.5) / 4 - 3  # offsets in output pixels
+    kernel = np.sinc(x) * np.sinc(x / 3)
+    np.testing.assert_allclose(taps.numpy(), kernel / kernel.sum(), rtol=1e-12)
+    torch.testing.assert_close(taps, taps.flip(0))  # symmetric about the output pixel
+
+
+def test_antialiased_crop_is_differentiable():
+    image = torch.rand(1, 3, 256, 256, requires_grad=True)
+    m = np.diag([112 / 256, 112 / 256, 1.0])
+    identity.warp(image, m, 112).sum().backward()
+    # every output pixel's weights sum to one, so the gradient sums to the number of outputs
+    assert image.grad.sum().item() == pytest.approx(3 * 112 * 112, rel=1e-4)

@@ -281,3 +281,113 @@ def test_identity_table_rows_and_written_csv(tmp_path, faces):
         assert [r["method"] for r in csv.DictReader(f)] == ["same person", "other person"]
     sidecar = json.loads((tmp_path / "tab2.csv.provenance.json").read_text())
     assert "identity[dlib-resnet-128d]" in sidecar["substitutes_used"]
+
+
+# ----------------------------------------------------------------------------- Tab. 3 protocols
+
+
+@pytest.fixture(scope="module")
+def untrained_alex(tmp_path_factory):
+    """LPIPS-Alex with a seeded random AlexNet trunk: an UNTRAINED stand-in, labelled so."""
+    from torch import nn
+
+    from drfhq_lib.nets.perceptual import lpips_from_alex_file
+
+    torch.manual_seed(0)
+    convs = {0: nn.Conv2d(3, 64, 11, 4, 2), 3: nn.Conv2d(64, 192, 5, padding=2),
+             6: nn.Conv2d(192, 384, 3, padding=1), 8: nn.Conv2d(384, 256, 3, padding=1),
+             10: nn.Conv2d(256, 256, 3, padding=1)}
+    path = tmp_path_factory.mktemp("alex") / "alexnet-owt-7be5be79.pth"
+    torch.save({f"features.{i}.{p}": getattr(c, p).detach() for i, c in convs.items()
+                for p in ("weight", "bias")}, path)
+    return lpips_from_alex_file(path, label="lpips-alex[UNTRAINED stand-in]")
+
+
+def test_protocols_are_named_with_the_literatures_first():
+    assert metrics.DEFAULT_PAIR_PROTOCOLS == ("256-alex", "native-vgg")
+    alex, vgg = (metrics.PAIR_PROTOCOLS[p] for p in metrics.DEFAULT_PAIR_PROTOCOLS)
+    assert (alex.size, alex.lpips) == (256, "alex") and (vgg.size, vgg.lpips) == (None, "vgg")
+    assert "ReStyle" in alex.description and "HyperStyle" in alex.description
+    with pytest.raises(metrics.DrfhqError, match="256-alex"):
+        metrics.get_protocol("512-squeeze")
+
+
+def test_alex_protocol_without_its_trunk_still_gives_l2_and_says_lpips_was_not_run(empty_weights):
+    scorer = metrics.pair_scorer("256-alex", "auto")
+    assert scorer.lpips_net is None and "alexnet-owt-7be5be79.pth" in scorer.reason
+    a = torch.zeros(2, 3, 64, 64)
+    row = scorer.row(scorer.score([(a, a + 0.5)]))
+    # a constant difference stays constant through any resize: L2 = 0.5^2 at 256 px too
+    assert row["protocol"] == "256-alex" and row["size_px"] == 256
+    assert row["l2"] == pytest.approx(0.25) and row["n_pairs"] == 2
+    assert np.isnan(row["lpips"]) and "not run" in row["lpips_note"]
+    assert row["lpips_variant"] == "lpips-alex (not run)"
+
+
+def test_alex_protocol_scores_pairs_as_the_scoring_scripts_do(untrained_alex):
+    # oracle: torchvision's Resize((256, 256)) (bilinear, antialiased) of both images, then
+    # the network; L2 = mean squared difference of the resized [-1, 1] images
+    import torchvision.transforms.functional as TF
+
+    a, b = photo("obama", (96, 96)), photo("biden", (96, 96))
+    big_a = torch.nn.functional.interpolate(a, size=512, mode="bicubic").clamp(-1, 1)
+    big_b = torch.nn.functional.interpolate(b, size=512, mode="bicubic").clamp(-1, 1)
+    scorer = metrics.pair_scorer("256-alex", lpips_net=untrained_alex)
+    for x, y in ((a, b), (big_a, big_b)):  # enlarged (96 px) and shrunk (512 px) to 256
+        row = scorer.row(scorer.score([(x, y)]))
+        rx, ry = (TF.resize(t, [256, 256], antialias=True) for t in (x, y))
+        with torch.no_grad():
+            expected = untrained_alex(rx, ry).item()
+        assert row["lpips"] == pytest.approx(expected, rel=1e-5)
+        assert row["l2"] == pytest.approx((rx - ry).square().mean().item(), rel=1e-4)
+        assert row["size_px"] == 256 and row["lpips_variant"] == "lpips-alex[UNTRAINED stand-in]"
+
+
+def test_native_protocol_scores_the_images_as_given(lpips_net):
+    a, b = photo("obama", (64, 64)), photo("biden", (64, 64))
+    scorer, = metrics.pair_scorers(["native-vgg"], built={"vgg": lpips_net})
+    row = scorer.row(scorer.score([(a, b)]))
+    with torch.no_grad():
+        assert row["lpips"] == pytest.approx(lpips_net(a, b).item(), rel=1e-6)
+    assert row["size_px"] == 64 and row["protocol"] == "native-vgg"
+    assert row["l2"] == pytest.approx((a - b).square().mean().item(), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- FID noise
+
+
+def _tiny_generator(seed=0):
+    networks = pytest.importorskip("drfhq_lib.nets")
+    torch.manual_seed(seed)
+    G = networks.Generator(z_dim=16, w_dim=16, img_resolution=16, channel_base=128,
+                           channel_max=16)
+    with torch.no_grad():  # StyleGAN2 starts with zero noise strength: make the noise visible
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.5)
+    return G
+
+
+def test_fid_samples_use_seeded_random_noise_as_the_official_metric():
+    G = _tiny_generator()
+    source = metrics.GeneratorSource.from_stylegan(G)
+    assert source.noise_mode == "random"
+    state = torch.get_rng_state()
+    first = torch.cat(list(source.batches(3, 2, seed=5)))
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's generator is left as it was
+    assert torch.equal(first, torch.cat(list(source.batches(3, 2, seed=5))))  # repeatable
+    # oracle: z as torch-fidelity draws it, noise from torch seeded with seed + batch start
+    rng = np.random.RandomState(5)
+    expected = []
+    for start, n in ((0, 2), (2, 1)):
+        z = torch.from_numpy(rng.randn(n, 16)).float()
+        torch.manual_seed(5 + start)
+        with torch.no_grad():
+            images = G.synthesis(G.mapping(z, None), noise_mode="random")
+        expected.append(metrics.to_float(metrics.to_uint8(images)))
+    torch.testing.assert_close(first, torch.cat(expected))
+    const = torch.cat(list(metrics.GeneratorSource.from_stylegan(G, noise_mode="const")
+                           .batches(3, 2, seed=5)))
+    assert (const - first).abs().max() > 1e-3  # the named alternative is another sample
+    with pytest.raises(ValueError, match="random"):
+        metrics.GeneratorSource.from_stylegan(G, noise_mode="none")

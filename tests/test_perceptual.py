@@ -154,3 +154,71 @@ def test_lpips_stays_deterministic_under_a_parents_train_mode(lpips_hed, face):
     with torch.no_grad():
         d1, d2 = lpips_hed(face, face.flip(-1)), lpips_hed(face, face.flip(-1))
     assert torch.equal(d1, d2) and parent.training
+
+
+# ----------------------------------------------------------------------------- LPIPS-AlexNet
+
+
+@pytest.fixture(scope="module")
+def fake_alexnet(tmp_path_factory):
+    """torchvision's alexnet file layout (``features.<i>.weight``) with random values: an
+    UNTRAINED stand-in (the official ImageNet file cannot be downloaded here). Only the
+    convolutional ``features`` (torchvision's AlexNet.features, built here so the 58M-weight
+    classifier is never initialised), which is all LPIPS reads."""
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    torch.manual_seed(0)
+    features = nn.Sequential(
+        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2))
+    path = tmp_path_factory.mktemp("hub") / "alexnet-owt-7be5be79.pth"
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    return path, SimpleNamespace(features=features)
+
+
+def test_lpips_alex_equals_the_lpips_packages_own_construction(fake_alexnet, face, monkeypatch):
+    # oracle: lpips.LPIPS(net="alex") building its trunk from torchvision's alexnet itself
+    # (here the same random model) and reading its own alex.pth heads
+    import lpips
+    import lpips.pretrained_networks as pn
+
+    path, model = fake_alexnet
+    net = perceptual.lpips_from_alex_file(path, label="lpips-alex[UNTRAINED stand-in]")
+    monkeypatch.setattr(pn.tv, "alexnet", lambda *a, **k: model)
+    reference = lpips.LPIPS(net="alex", version="0.1", verbose=False).eval()
+    other = (face.flip(-1) + 0.1 * torch.randn_like(face)).clamp(-1, 1)
+    with torch.no_grad():
+        expected = reference(face, other).flatten()
+        got = net(face, other)
+        assert net(face, face).item() == 0
+    assert expected.item() > 0
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    assert net.trunk_name == "alex" and net.label == "lpips-alex[UNTRAINED stand-in]"
+    assert [r.name for r in net.resolved] == ["lpips-alex", "lpips-alex-heads"]
+    assert net.resolved[1].path.name == "alex.pth"  # shipped inside the lpips package
+
+
+def test_lpips_alex_refuses_another_file(tmp_path):
+    from drfhq_lib.errors import CheckpointFormatError
+
+    path = tmp_path / "vgg-like.pth"  # VGG16's layout: convolutions at 0, 2, 5, ... (no 3)
+    torch.save({f"features.{i}.{p}": torch.zeros(1) for i in (0, 2, 5) for p in ("weight", "bias")},
+               path)
+    with pytest.raises(CheckpointFormatError, match="alexnet-owt-7be5be79.pth"):
+        perceptual.lpips_from_alex_file(path)
+
+
+def test_lpips_alex_has_no_substitute_and_names_its_file(empty_weights):
+    # any `prefer`: the AlexNet trunk is the official file or an error saying how to get it
+    for prefer in ("auto", "substitute", "official"):
+        with pytest.raises(MissingWeightsError) as err:
+            perceptual.build_lpips(prefer, net="alex")
+        assert "alexnet-owt-7be5be79.pth" in str(err.value)
+        assert "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in str(err.value)
+    with pytest.raises(ValueError, match="squeeze"):
+        perceptual.build_lpips(net="squeeze")

@@ -219,6 +219,7 @@ def test_comparison_row_keeps_columns_and_never_invents_a_distance(files):
     assert (rows[0]["n_samples_drfhq"], rows[0]["n_samples_ffhq"]) == (4, 0)
     assert rows[1]["n_samples_drfhq"] == 0 and rows[1]["identity_similarity"] == ""
     assert rows[0]["trained"] is False
+    assert rows[0]["distance_noise"] == rows[1]["distance_noise"] == "random"  # the official
 
 
 def test_pair_row_on_known_pairs():
@@ -254,3 +255,27 @@ def test_enhanced_pairs_are_the_projected_face_and_its_g_real_render(files, tmp_
     assert torch.equal(aligned, variant_files.projected_face(inputs[0], 32))
     ws = load_latent(tmp_path / "DRFHQ" / "latents" / "kenji_portrait.npz")["ws"][None]
     assert torch.equal(result, render(real.G, ws))
+
+
+def test_dataset_rows_give_one_row_per_protocol_and_dataset_in_protocol_order():
+    from drfhq_lib.eval import metrics
+
+    lpips = TinyLPIPS()
+    lpips.label = "tiny"
+    real = variants.Variant("G_real", status=variants.OK, trained=True)
+    renderings = [variants.Variant("DHF", status=variants.OK, trained=True),
+                  variants.Variant("DRFHQ", status=variants.OK, trained=True)]
+    a = torch.zeros(1, 3, 32, 32)
+    pairs = {"DHF": [(a, a + 0.5)], "DRFHQ": [(a, a + 0.25)]}
+    alex = metrics.PairScorer(metrics.PAIR_PROTOCOLS["256-alex"], None, "LPIPS not run: no file")
+    vgg = metrics.PairScorer(metrics.PAIR_PROTOCOLS["native-vgg"], lpips)
+    rows = variants.dataset_rows(real, renderings, pairs, [alex, vgg])
+    assert [(r["protocol"], r["generator"]) for r in rows] == [
+        ("256-alex", "DHF"), ("256-alex", "DRFHQ"), ("native-vgg", "DHF"), ("native-vgg", "DRFHQ")]
+    assert [r["size_px"] for r in rows] == [256, 256, 32, 32]
+    # constant differences: L2 = d^2 at any size (0.25 and 0.0625), mse_01 = L2 / 4
+    assert [r["l2"] for r in rows] == pytest.approx([0.25, 0.0625] * 2)
+    assert [r["mse_01"] for r in rows] == pytest.approx([0.0625, 0.015625] * 2)
+    assert rows[0]["lpips"] == "" and rows[0]["lpips_note"] == "LPIPS not run: no file"
+    assert rows[2]["lpips"] > rows[3]["lpips"] > 0 and rows[2]["lpips_note"] == ""
+    assert len({tuple(r) for r in rows}) == 1  # the same columns in every row

@@ -144,10 +144,13 @@ def render_same_latents(reference: Variant, variants: Sequence[Variant], count: 
 
 def distances(variant: Variant, datasets: Mapping[str, str | Path | None], num: int,
               batch: int = 32, device: torch.device | str = "cpu", prefer: str = "auto",
-              seed: int = 2020, truncation_psi: float = 1.0) -> dict:
+              seed: int = 2020, truncation_psi: float = 1.0,
+              noise_mode: str = "random") -> dict:
     """Tab. 1 for one generator: its distance to each dataset (FID with the official
-    Inception, else FD-dlib; the ``distance_metric`` column says which). A distance that
-    cannot be computed is NaN with the reason in ``distance_note``; never a made-up value."""
+    Inception, else FD-dlib; the ``distance_metric`` column says which). Samples are drawn
+    with ``noise_mode`` ("random", the official metric's, or "const"; the ``distance_noise``
+    column says which). A distance that cannot be computed is NaN with the reason in
+    ``distance_note``; never a made-up value."""
     row, notes, names = {}, [], set()
     for key, path in datasets.items():
         row[f"distance_{key}"], row[f"n_samples_{key}"] = math.nan, 0
@@ -156,7 +159,7 @@ def distances(variant: Variant, datasets: Mapping[str, str | Path | None], num: 
         if not path:
             notes.append(f"{key}: no dataset given")
             continue
-        source = metrics.GeneratorSource.from_stylegan(variant.G, truncation_psi)
+        source = metrics.GeneratorSource.from_stylegan(variant.G, truncation_psi, noise_mode)
         try:
             result = metrics.generator_distance(source, Path(path).expanduser(), num, batch,
                                                 device, prefer, seed)
@@ -167,7 +170,7 @@ def distances(variant: Variant, datasets: Mapping[str, str | Path | None], num: 
         row[f"distance_{key}"], row[f"n_samples_{key}"] = result.value, result.n_a
         names.add(result.metric)
     return {**row, "distance_metric": "/".join(sorted(names)) or _distance_name(prefer),
-            "distance_note": "; ".join(notes)}
+            "distance_noise": noise_mode, "distance_note": "; ".join(notes)}
 
 
 def _distance_name(prefer: str) -> str:
@@ -215,15 +218,18 @@ def comparison_row(reference: Variant, variant: Variant, num_pairs: int,
                    datasets: Mapping[str, str | Path | None] | None = None, num_fid: int = 0,
                    batch: int = 16, seed: int = 0, device: torch.device | str = "cpu",
                    prefer: str = "auto", embedder: FaceEmbedder | None = None,
-                   lpips_net: LPIPSVGG16 | None = None, truncation_psi: float = 1.0) -> dict:
+                   lpips_net: LPIPSVGG16 | None = None, truncation_psi: float = 1.0,
+                   fid_noise: str = "random") -> dict:
     """One table row with the same columns for every variant: what it is, its distance to
-    each of ``datasets`` (Tab. 1), and its identity similarity / LPIPS / L2 to G_real over
-    ``num_pairs`` latents (Tab. 2, Fig. 10). The reference itself gets blank pair columns."""
+    each of ``datasets`` (Tab. 1, samples with ``fid_noise``: "random" as the official metric,
+    or "const"), and its identity similarity / LPIPS / L2 to G_real over ``num_pairs``
+    latents (Tab. 2, Fig. 10; both generators render one W+ with the same constant noise).
+    The reference itself gets blank pair columns."""
     # Why both: samples of any variant are drawn through G_real's mapping and compared with it.
     row = {**variant.as_row(), "trained": variant.trained and reference.trained}
     if datasets:
         row.update(distances(variant, datasets, num_fid, batch, device, prefer, seed + 2020,
-                             truncation_psi))
+                             truncation_psi, fid_noise))
     measured = variant if variant is not reference else not_run(variant.name, "reference")
     row.update(paired_metrics(reference, measured, num_pairs, batch, seed, device, embedder,
                               lpips_net, truncation_psi))
@@ -241,23 +247,29 @@ def networks_of(real: Variant, rendering: Variant) -> Networks:
                     real.trained and rendering.trained, list(real.resolved))
 
 
-def pair_row(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]], lpips_net: LPIPSVGG16) -> dict:
-    """Tab. 3 for one variant: mean LPIPS and L2 (:data:`L2_DEFINITION`) over the pairs, and
-    the same L2 in [0, 1] units; NaN without pairs."""
-    if not pairs:
-        return {"lpips": math.nan, "l2": math.nan, "mse_01": math.nan, "n_pairs": 0,
-                "lpips_variant": lpips_net.label}
-    row = metrics.pair_table(pairs, lpips_net).as_row()
+def pair_row(pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+             scorer: "metrics.PairScorer | LPIPSVGG16") -> dict:
+    """Tab. 3 for one variant under one protocol (``scorer``: a ``metrics.PairScorer``, or a
+    plain LPIPS network for the images as given): mean LPIPS and L2 (:data:`L2_DEFINITION`)
+    over the pairs at the protocol's size, and the same L2 in [0, 1] units; NaN without pairs
+    (and LPIPS NaN, with the reason in ``lpips_note``, where the protocol's network is
+    missing)."""
+    scorer = metrics.as_scorer(scorer)
+    row = scorer.row(scorer.score(pairs))
     return {**row, "mse_01": row["l2"] / 4.0}
 
 
 def dataset_rows(real: Variant, renderings: Sequence[Variant],
                  pairs: Mapping[str, Sequence[tuple[torch.Tensor, torch.Tensor]]],
-                 lpips_net: LPIPSVGG16) -> list[dict]:
-    """Tab. 3: one row per G_rendering (named after its dataset) with its pair metrics."""
+                 scorers: "Sequence[metrics.PairScorer] | LPIPSVGG16") -> list[dict]:
+    """Tab. 3: one row per protocol and G_rendering (named after its dataset), protocols in
+    the order given (``metrics.pair_scorers``: the literature's 256-alex first), each with
+    its pair metrics on the same pairs."""
+    scorers = [scorers] if isinstance(scorers, nn.Module) else list(scorers)
     return [finite_or_blank({**r.as_row(), "trained": r.trained and real.trained,
-                             **pair_row(pairs.get(r.name, []), lpips_net),
-                             "l2_definition": L2_DEFINITION}) for r in renderings]
+                             **pair_row(pairs.get(r.name, []), scorer),
+                             "l2_definition": L2_DEFINITION})
+            for scorer in scorers for r in renderings]
 
 
 def finite_or_blank(row: Mapping) -> dict:

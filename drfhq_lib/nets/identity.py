@@ -6,6 +6,14 @@ so ``CurricularFace_Backbone.pth`` loads strictly. It reads 112 x 112 RGB in [-1
 (Normalize(0.5, 0.5)) aligned to the ArcFace 5-point template; the points come from dlib's
 68 landmarks. Output: a 512-d embedding, L2-normalised before cosine similarity.
 
+The crop shrinks a 1024 px image's face ~4-9x. A one-step bilinear warp would alias there
+(stripes finer than the crop's Nyquist fold back at nearly full contrast), so ``warp`` resamples
+at an integer multiple k of the crop size (k = ceil(1 / scale), so that stage never shrinks)
+and then low-passes and decimates by k with a Lanczos-3 kernel, PIL's ``LANCZOS`` filter. An
+axis-aligned crop therefore equals PIL's Lanczos resize of the same region (tests check both).
+Lanczos rather than area averaging: at 0.75 cycles per output pixel a box average keeps ~20 %
+of the contrast as an alias, Lanczos-3 ~0.3 %.
+
 Substitute ``identity[dlib-resnet-128d]``: dlib's ResNet face descriptor on 150 px chips aligned
 by ``dlib.get_face_chip`` with the 68-point shape (padding 0.25, dlib's default).
 
@@ -112,18 +120,63 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return m
 
 
-def warp(image: torch.Tensor, dst_from_src: np.ndarray, size: int) -> torch.Tensor:
-    """Resample ``image`` [1, C, H, W] onto a ``size`` square through a pixel-coordinate
-    similarity (differentiable in the image)."""
+LANCZOS_A = 3  # lobes of the decimation kernel (PIL's LANCZOS)
+
+
+def _bilinear_warp(image: torch.Tensor, dst_from_src: np.ndarray, height: int,
+                   width: int) -> torch.Tensor:
+    """One bilinear resampling of ``image`` onto a ``height`` x ``width`` grid whose pixel
+    coordinates are ``dst_from_src`` of the source's (align_corners=False convention: pixel i
+    spans [i, i+1), its centre at i + 0.5)."""
     h, w = image.shape[-2:]
-    # normalised -> pixel coordinates (align_corners=False: pixel i spans [i, i+1) around i+0.5)
-    to_px = lambda n: np.array([[n / 2, 0, n / 2 - 0.5], [0, n / 2, n / 2 - 0.5], [0, 0, 1]])
+    to_px = np.array([[width / 2, 0, width / 2 - 0.5], [0, height / 2, height / 2 - 0.5],
+                      [0, 0, 1]])
     px_to_norm_src = np.linalg.inv(np.array([[w / 2, 0, w / 2 - 0.5], [0, h / 2, h / 2 - 0.5],
                                              [0, 0, 1]]))
-    theta = px_to_norm_src @ np.linalg.inv(dst_from_src) @ to_px(size)
+    theta = px_to_norm_src @ np.linalg.inv(dst_from_src) @ to_px
     theta = torch.as_tensor(theta[:2], dtype=image.dtype, device=image.device)[None]
-    grid = F.affine_grid(theta, [1, image.shape[1], size, size], align_corners=False)
+    grid = F.affine_grid(theta, [1, image.shape[1], height, width], align_corners=False)
     return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def lanczos_taps(factor: int, a: int = LANCZOS_A, dtype: torch.dtype = torch.float32,
+                 device=None) -> torch.Tensor:
+    """The 2 a ``factor`` weights (summing to 1) that decimate by ``factor``: the Lanczos-a
+    kernel sinc(x) sinc(x / a), stretched by ``factor``, at the fine pixels' centres
+    (offsets (m + 0.5) / factor - a output pixels from the output pixel's centre)."""
+    x = (torch.arange(2 * a * factor, dtype=torch.float64) + 0.5) / factor - a
+    taps = torch.sinc(x) * torch.sinc(x / a)
+    return (taps / taps.sum()).to(dtype=dtype, device=device)
+
+
+def warp_scale(dst_from_src: np.ndarray) -> float:
+    """Output pixels per source pixel of a similarity (the square root of its determinant)."""
+    return float(np.sqrt(abs(np.linalg.det(np.asarray(dst_from_src)[:2, :2]))))
+
+
+def warp(image: torch.Tensor, dst_from_src: np.ndarray, size: int,
+         antialias: bool = True) -> torch.Tensor:
+    """Resample ``image`` [1, C, H, W] onto a ``size`` square through a pixel-coordinate
+    similarity (differentiable in the image).
+
+    Shrinking (scale < 1) with ``antialias``: bilinear onto a grid k = ceil(1 / scale) times
+    finer, which reaches 2 a output pixels past each edge, then a separable Lanczos-a
+    decimation by k (see the module notes). ``antialias=False`` is the one-step bilinear warp,
+    which aliases when it shrinks."""
+    factor = math.ceil(1.0 / warp_scale(dst_from_src) - 1e-9)
+    if not antialias or factor <= 1:
+        return _bilinear_warp(image, dst_from_src, size, size)
+    a = LANCZOS_A
+    # fine pixel i has its centre at (i + 0.5) / k - (a - 0.5) output pixels, so output pixel j
+    # (centre j + 0.5) reads fine pixels j k ... j k + 2 a k - 1, symmetric about its centre
+    fine_from_dst = np.array([[factor, 0, (a - 0.5) * factor], [0, factor, (a - 0.5) * factor],
+                              [0, 0, 1]], dtype=np.float64)
+    side = (size - 1 + 2 * a) * factor
+    fine = _bilinear_warp(image, fine_from_dst @ dst_from_src, side, side)
+    taps = lanczos_taps(factor, a, fine.dtype, fine.device)
+    c = fine.shape[1]
+    out = F.conv2d(fine, taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, factor), groups=c)
+    return F.conv2d(out, taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(factor, 1), groups=c)
 
 
 def _detection_scale(rgb: np.ndarray, max_side: int = 512) -> float:

@@ -1,5 +1,5 @@
-"""LPIPS (VGG16, v0.1) with the official torchvision trunk or the HED-trunk substitute, and the
-resize / Gaussian blur used by L_color (Eq. 2).
+"""LPIPS v0.1 -- VGG16 (official torchvision trunk or the HED-trunk substitute) and AlexNet (the
+inversion literature's scoring network) -- and the resize / Gaussian blur used by L_color (Eq. 2).
 
 The ``lpips`` package supplies the network (slices of VGG16 ``features``, unit-normalised
 activations, v0.1 linear heads). It is built with ``pnet_rand=True`` and ``pretrained=False`` so
@@ -12,6 +12,13 @@ nothing is downloaded, then filled from the registry's files with ``torch.load(w
   the HED means, so the ScalingLayer is replaced by ``sketch.caffe_bgr``. The v0.1 heads were
   calibrated on torchvision's channels, not HED's, so values are comparable between runs of the
   substitute only, never with published LPIPS numbers; the label says so.
+
+LPIPS-AlexNet (``build_lpips(net="alex")``), what ReStyle's and HyperStyle's scoring scripts
+use for their inversion tables: torchvision's ImageNet AlexNet (``alexnet-owt-7be5be79.pth``,
+registry entry ``lpips-alex``) under the same ScalingLayer and lpips' v0.1 ``alex.pth`` heads
+(``lpips-alex-heads``, shipped inside the lpips package). The trunk has no offline substitute:
+where the file is missing, ``build_lpips`` raises MissingWeightsError naming it, and a table
+scored with it says "not run" (``eval.metrics.pair_scorer``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ from drfhq_lib.nets.weights import Prefer, Resolved
 VGG16_CONVS = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 _SLICE_OF = {i: s for s, (lo, hi) in enumerate([(0, 4), (4, 9), (9, 16), (16, 23), (23, 30)], 1)
              for i in range(lo, hi)}
+# torchvision alexnet ``features`` index of each convolution -> the lpips slice holding it
+ALEX_CONVS = {0: 1, 3: 2, 6: 3, 8: 4, 10: 5}
 HED_CONV_NAMES = tuple(f"block{b}_conv{i}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3))
                        for i in range(1, n + 1))
 
@@ -85,23 +94,30 @@ class _CaffeInput(nn.Module):
 
 
 class LPIPSVGG16(nn.Module):
-    """LPIPS-VGG16 distance of image batches in [-1, 1]: ``forward(x, y) -> [N]``.
+    """LPIPS distance of image batches in [-1, 1]: ``forward(x, y) -> [N]``; VGG16 by default,
+    AlexNet with ``net="alex"`` (the class keeps its historical name).
 
     Frozen: gradients flow to the inputs only. ``.resolved`` lists the files used (trunk, heads)
     and ``.label`` names the variant for tables and figures.
     """
 
     def __init__(self, trunk: dict[str, torch.Tensor], heads: dict[str, torch.Tensor],
-                 caffe_input: bool, resolved: list[Resolved], label: str):
+                 caffe_input: bool, resolved: list[Resolved], label: str, net: str = "vgg"):
         super().__init__()
         import lpips
 
-        with warnings.catch_warnings():  # lpips calls torchvision's deprecated pretrained=
-            warnings.simplefilter("ignore", UserWarning)
-            self.net = lpips.LPIPS(net="vgg", version="0.1", pretrained=False, pnet_rand=True,
+        if net not in ("vgg", "alex"):
+            raise ValueError(f"LPIPS trunk must be 'vgg' or 'alex', not {net!r}")
+        # Built on the meta device, then given empty CPU storage that load_state_dict fills:
+        # torchvision would otherwise initialise the classifier lpips throws away (120M random
+        # weights for VGG16, ~20 s on one core).
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecated pretrained=
+            self.net = lpips.LPIPS(net=net, version="0.1", pretrained=False, pnet_rand=True,
                                    verbose=False)
-        if caffe_input:
-            self.net.scaling_layer = _CaffeInput()
+        self.net = self.net.to_empty(device="cpu")
+        self.trunk_name = net
+        self.net.scaling_layer = _CaffeInput() if caffe_input else lpips.lpips.ScalingLayer()
         state = {k: v for k, v in self.net.state_dict().items() if k.startswith("scaling_layer")}
         state.update(trunk)
         state.update(heads)
@@ -137,17 +153,24 @@ class LPIPSVGG16(nn.Module):
         return self.distance(self.features(x), self.features(y))
 
 
-def vgg16_trunk_from_torchvision(path: str | Path) -> dict[str, torch.Tensor]:
-    """lpips trunk parameters (``net.slice<k>.<i>.weight``) from torchvision's vgg16 state dict."""
+def _torchvision_trunk(path: str | Path, slice_of: dict[int, int], file: str
+                       ) -> dict[str, torch.Tensor]:
+    """lpips trunk parameters (``net.slice<k>.<i>.weight``) from a torchvision state dict:
+    ``slice_of`` maps each convolution's ``features`` index to its lpips slice."""
     state, out = weights.read_torch_state(path), {}
-    for i in VGG16_CONVS:
+    for i, s in slice_of.items():
         for p in ("weight", "bias"):
             key = f"features.{i}.{p}"
             if key not in state:
-                raise CheckpointFormatError(f"{path}: {key} missing; not torchvision's vgg16 "
-                                            f"(vgg16-397923af.pth)")
-            out[f"net.slice{_SLICE_OF[i]}.{i}.{p}"] = state[key].float()
+                raise CheckpointFormatError(f"{path}: {key} missing; not torchvision's {file}")
+            out[f"net.slice{s}.{i}.{p}"] = state[key].float()
     return out
+
+
+def vgg16_trunk_from_torchvision(path: str | Path) -> dict[str, torch.Tensor]:
+    """lpips trunk parameters from torchvision's vgg16 state dict."""
+    return _torchvision_trunk(path, {i: _SLICE_OF[i] for i in VGG16_CONVS},
+                              "vgg16 (vgg16-397923af.pth)")
 
 
 def vgg16_trunk_from_hed(path: str | Path) -> dict[str, torch.Tensor]:
@@ -160,11 +183,18 @@ def vgg16_trunk_from_hed(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def alexnet_trunk_from_torchvision(path: str | Path) -> dict[str, torch.Tensor]:
+    """lpips trunk parameters from torchvision's alexnet state dict."""
+    return _torchvision_trunk(path, ALEX_CONVS, "alexnet (alexnet-owt-7be5be79.pth)")
+
+
 def lpips_heads(path: str | Path) -> dict[str, torch.Tensor]:
+    """The five v0.1 linear heads of an lpips weights file (``vgg.pth`` or ``alex.pth``)."""
     state = weights.read_torch_state(path)
     heads = {f"lin{i}.model.1.weight": state.get(f"lin{i}.model.1.weight") for i in range(5)}
     if any(v is None for v in heads.values()):
-        raise CheckpointFormatError(f"{path}: not lpips' v0.1 vgg.pth (lin0..lin4 missing)")
+        raise CheckpointFormatError(f"{path}: not one of lpips' v0.1 head files (vgg.pth, "
+                                    "alex.pth): lin0..lin4 missing")
     return heads
 
 
@@ -194,8 +224,31 @@ def lpips_from_hed_file(hed_path: str | Path, heads_path: str | Path | None = No
     return net.to(device)
 
 
-def build_lpips(prefer: Prefer = "auto", device: torch.device | str = "cpu") -> LPIPSVGG16:
-    """LPIPS-VGG16 through the registry: official trunk, or the HED trunk, as ``prefer`` asks."""
+def lpips_from_alex_file(alexnet_path: str | Path, heads_path: str | Path | None = None,
+                         device: torch.device | str = "cpu",
+                         resolved: list[Resolved] | None = None,
+                         label: str = "lpips-alex") -> LPIPSVGG16:
+    """LPIPS-AlexNet with torchvision's AlexNet read from ``alexnet_path`` and lpips' v0.1
+    ``alex.pth`` heads (default: the copy inside the lpips package)."""
+    heads_path = heads_path or weights.resolve("lpips-alex-heads").path
+    resolved = resolved or [Resolved("lpips-alex", "official", label, Path(alexnet_path)),
+                            weights.resolve("lpips-alex-heads")]
+    net = LPIPSVGG16(alexnet_trunk_from_torchvision(alexnet_path), lpips_heads(heads_path),
+                     caffe_input=False, label=label, resolved=resolved, net="alex")
+    return net.to(device)
+
+
+def build_lpips(prefer: Prefer = "auto", device: torch.device | str = "cpu",
+                net: str = "vgg") -> LPIPSVGG16:
+    """LPIPS through the registry. ``net="vgg"``: official VGG16 trunk, or the HED trunk, as
+    ``prefer`` asks. ``net="alex"``: torchvision's AlexNet, which has no substitute, so it is
+    the official file (any ``prefer``) or MissingWeightsError saying how to get it."""
+    if net == "alex":
+        trunk = weights.resolve("lpips-alex", "official")
+        heads = weights.resolve("lpips-alex-heads")
+        return lpips_from_alex_file(trunk.path, heads.path, device, resolved=[trunk, heads])
+    if net != "vgg":
+        raise ValueError(f"LPIPS trunk must be 'vgg' or 'alex', not {net!r}")
     trunk = weights.resolve("lpips-vgg16", prefer)
     heads = weights.resolve("lpips-heads")
     build = lpips_from_vgg16_file if trunk.is_official else lpips_from_hed_file
