@@ -47,15 +47,16 @@ def add_prefer(parser, default="auto") -> None:
     parser.add_argument("--prefer", default=default, choices=PREFER_CHOICES, help=PREFER_HELP)
 
 
-def device_of(name: str):
-    """``--device`` -> torch.device ('auto': cuda when available, else cpu); an unusable
-    device is an expected error naming the flag."""
+def device_of(name: str, local_rank: int = 0):
+    """``--device`` -> torch.device ('auto': cuda when available, else cpu; a bare cuda is
+    ``cuda:local_rank``, this process's GPU under torchrun); an unusable device is an expected
+    error naming the flag."""
     import torch
 
     from drfhq_lib.finetune.distributed import pick_device
 
     try:
-        device = pick_device(name)
+        device = pick_device(name, local_rank)
     except RuntimeError as err:
         raise DrfhqError(f"--device {name}: {err}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():

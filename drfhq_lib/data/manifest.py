@@ -63,19 +63,61 @@ class Manifest:
                 self._file.flush()
 
     def _write_consolidated(self) -> None:
-        rows = [{f: r.get(f, "") for f in self.fields}
-                for _, r in sorted(self.rows.items())]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=self.fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        write_text_atomic(self.path, buffer.getvalue())
+        write_manifest(self.path, self.rows, self.fields)
 
     def __exit__(self, *exc) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
         self._write_consolidated()
+
+
+def write_manifest(path: str | os.PathLike, rows: dict[str, dict], fields: Sequence[str]
+                   ) -> Path:
+    """Rows by key -> a consolidated manifest CSV (one row per key, sorted), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({f: r.get(f, "") for f in fields} for _, r in sorted(rows.items()))
+    return write_text_atomic(path, buffer.getvalue())
+
+
+# ----------------------------------------------------------------------------- parts
+# A job shared over several processes (torchrun ranks) keeps one part per process beside the
+# manifest, ``manifest.part-00001.csv`` for rank 1, and merges them into the manifest at the
+# end; a rerun first merges what an interrupted run left.
+
+def part_path(path: str | os.PathLike, rank: int) -> Path:
+    """The manifest part process ``rank`` of a shared job writes (``manifest.part-00001.csv``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.part-{rank:05d}{path.suffix}")
+
+
+def part_paths(path: str | os.PathLike) -> list[Path]:
+    """The parts of ``path`` that exist, by rank."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{path.stem}.part-[0-9][0-9][0-9][0-9][0-9]{path.suffix}"))
+
+
+def merge_parts(path: str | os.PathLike, fields: Sequence[str], key: str) -> dict[str, dict]:
+    """Fold the parts of a shared job into the manifest and remove them; returns its rows.
+
+    A part's row replaces the manifest's row of the same key (parts are newer: every merge
+    removes them). The processes of one job own disjoint items, so parts never disagree. The
+    manifest is rewritten atomically before any part is removed, so a merge cut short is
+    simply done again. With no parts and no manifest nothing is written.
+    """
+    path = Path(path)
+    parts = part_paths(path)
+    rows = read_manifest(path, key) if path.exists() else {}
+    if not parts:
+        return rows
+    for part in parts:
+        rows.update(read_manifest(part, key))
+    write_manifest(path, rows, fields)
+    for part in parts:
+        part.unlink(missing_ok=True)
+    return rows
 
 
 def read_manifest(path: str | os.PathLike, key: str = "file") -> dict[str, dict]:

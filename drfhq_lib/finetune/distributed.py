@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Iterable
 
 import torch
@@ -42,8 +43,12 @@ def pick_device(device: str | torch.device, local_rank: int = 0) -> torch.device
     return device
 
 
-def setup(device: str | torch.device = "auto") -> tuple[Ranks, torch.device]:
-    """Join torchrun's process group (when there is one) and choose this process's device."""
+def setup(device: str | torch.device = "auto", timeout: timedelta | None = None
+          ) -> tuple[Ranks, torch.device]:
+    """Join torchrun's process group (when there is one) and choose this process's device.
+
+    ``timeout``: how long a collective may wait for the slowest process (torch's default,
+    30 min for gloo, when None); a job whose processes meet only at the end needs longer."""
     ranks = ranks_from_env()
     device = pick_device(device, ranks.local_rank)
     if device.type == "cuda":
@@ -51,7 +56,8 @@ def setup(device: str | torch.device = "auto") -> tuple[Ranks, torch.device]:
     if ranks.world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 rank=ranks.rank, world_size=ranks.world,
-                                device_id=device if device.type == "cuda" else None)
+                                device_id=device if device.type == "cuda" else None,
+                                **({"timeout": timeout} if timeout is not None else {}))
     return ranks, device
 
 
