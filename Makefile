@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.drfhq-installed
 
-.PHONY: install substitutes demo test test-fast reproduce clean-notebooks
+.PHONY: install substitutes browser demo test test-fast reproduce clean-notebooks
 
 install: $(STAMP)
 
@@ -25,8 +25,18 @@ substitutes: install
 demo: substitutes
 	$(PY) -m drfhq_lib demo
 
-test: substitutes
+test: substitutes browser
 	CI=$${CI:-true} $(PY) -m pytest -q -p no:cacheprovider
+
+# The study server's browser test (tests/test_study_browser.py) drives Debian's Chromium and
+# its driver; under CI=true it fails when they are missing. Installed here once (apt-get, as
+# root or through sudo); nothing happens when both are there.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	else SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "make browser: could not install chromium chromium-driver; the browser test fails under CI=true"; fi
 
 # Everything but the notebooks and the tests marked slow (a few minutes less on 2 cores).
 test-fast: substitutes

@@ -17,11 +17,11 @@ def _png(path: Path, colour) -> Path:
     return path
 
 
-def _inversion_results(root: Path, names=("a", "b", "c"), methods=("e4e", "psp")) -> Path:
+def _fullbody_files(root: Path, names=("a", "b", "c", "d", "e", "f")) -> st.Study:
     for i, name in enumerate(names):
-        for j, method in enumerate(("ours", *methods)):
-            _png(root / method / f"{name}.png", (10 * i, 40 * j, 7))
-    return root
+        _png(root / "in" / f"{name}.png", (10 * i, 40, 7))
+        _png(root / "out" / f"{name}.png", (10 * i, 80, 7))
+    return study_files.fullbody_study(root / "in", root / "out")
 
 
 class Clock:
@@ -39,23 +39,6 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def test_inversion_study_pairs_ours_with_each_method_per_input(tmp_path):
-    root = _inversion_results(tmp_path / "res")
-    (root / "psp" / "b.png").unlink()
-    with pytest.raises(st.StudyError, match="psp/b"):
-        study_files.inversion_study(root)
-    study = study_files.inversion_study(root, strict=False)
-    assert [t.trial for t in study.trials] == ["a/e4e", "a/psp", "b/e4e", "c/e4e", "c/psp"]
-    assert study.sets() == ["a", "b", "c"]
-    first = study.trials[0]
-    assert Path(first.path_ours) == root / "ours" / "a.png"
-    assert Path(first.path_other) == root / "e4e" / "a.png"
-    saved = study_files.save_study(study, tmp_path / "study.json")
-    assert study_files.load_study(saved) == study
-    with pytest.raises(st.StudyError, match="no images of our results"):
-        study_files.inversion_study(tmp_path / "nothing")
-
-
 def test_fullbody_study_pairs_each_render_with_its_composite(tmp_path):
     for name in ("x_body.jpg", "y_body.png", "z_portrait.png"):
         _png(tmp_path / "in" / name, (1, 2, 3))
@@ -71,22 +54,28 @@ def test_fullbody_study_pairs_each_render_with_its_composite(tmp_path):
 
 
 def test_placement_is_balanced_repeatable_and_differs_across_participants(tmp_path):
-    study = study_files.inversion_study(_inversion_results(tmp_path, names="abcde"))
+    study = _fullbody_files(tmp_path, names="abcdefghij")
     orders = {p: st.presentation_order(study, p) for p in ("p1", "p2", "p3")}
     for order in orders.values():
         sides = [side for _, side in order]
         assert sides.count("left") == sides.count("right") == 5
         assert sorted(t.trial for t, _ in order) == sorted(t.trial for t in study.trials)
-        sets = [t.set for t, _ in order]  # a set's trials come together
-        assert all(sets[i] == sets[i + 1] for i in range(0, 10, 2))
     assert st.presentation_order(study, "p1") == orders["p1"]
     assert len({tuple((t.trial, s) for t, s in o) for o in orders.values()}) == 3
     assert [s for _, s in orders["p1"]] != [s for _, s in orders["p2"]] or \
         [s for _, s in orders["p1"]] != [s for _, s in orders["p3"]]
 
 
+def test_fig6_is_never_a_pairwise_study():
+    trial = st.Trial("a/e4e", "a", "e4e", "o.png", "x.png")
+    with pytest.raises(st.StudyError, match="ChoiceStudy"):
+        st.Study("inversion", (trial,))
+    with pytest.raises(st.StudyError, match="choice_tally"):
+        st.tally(st.Responses(Path("r.csv"), [], False), "inversion")
+
+
 def test_clicking_through_the_app_records_one_row_per_trial(tmp_path):
-    study = study_files.inversion_study(_inversion_results(tmp_path / "res"))
+    study = _fullbody_files(tmp_path / "res")
     responses, clock = tmp_path / "responses.csv", Clock()
     app = study_app.StudyApp(study, responses, clock=clock)
     app.start.click()  # no id yet
@@ -112,14 +101,14 @@ def test_clicking_through_the_app_records_one_row_per_trial(tmp_path):
     assert [(r["trial"], r["ours_side"]) for r in rows] == shown
     assert [r["choice"] for r in rows] == ["right", "left"] * 3
     for r in rows:
-        assert r["participant"] == "alice" and r["study"] == "inversion"
+        assert r["participant"] == "alice" and r["study"] == "fullbody"
         assert r["chose_ours"] == ("true" if r["choice"] == r["ours_side"] else "false")
         assert r["simulated"] == "false" and r["set"] == r["trial"].split("/")[0]
     assert responses.read_text().count("participant,") == 1  # one header
 
 
 def test_a_reopened_app_continues_with_the_remaining_trials_in_the_same_order(tmp_path):
-    study = study_files.inversion_study(_inversion_results(tmp_path / "res"))
+    study = _fullbody_files(tmp_path / "res")
     responses, clock = tmp_path / "r.csv", Clock()
     order = [(t.trial, s) for t, s in st.presentation_order(study, "bob")]
     first = study_app.StudyApp(study, responses, clock=clock)
@@ -145,7 +134,7 @@ def test_a_reopened_app_continues_with_the_remaining_trials_in_the_same_order(tm
 
 
 def test_a_second_tab_does_not_answer_a_trial_twice(tmp_path):
-    study = study_files.inversion_study(_inversion_results(tmp_path / "res"))
+    study = _fullbody_files(tmp_path / "res")
     responses = tmp_path / "r.csv"
     tab1 = study_responses.Session(study, responses, "dan", min_view_s=0)
     tab2 = study_responses.Session(study, responses, "dan", min_view_s=0)
@@ -196,24 +185,6 @@ def test_tally_and_binomial_test_on_a_hand_computable_file(tmp_path):
     assert (sign["participants_above_half"], sign["p_value"]) == (2, 0.5)
 
 
-def test_set_rules_count_sets_of_the_inversion_study(tmp_path):
-    rows = []
-    for k, name in ((3, "A"), (2, "B")):  # ours wins 3/3 in set A, 2/3 in set B
-        for i, method in enumerate(("m1", "m2", "m3")):
-            trial = st.Trial(f"{name}/{method}", name, method, "o.png", "x.png")
-            rows.append(st.response_row("p1", "inversion", trial, "left",
-                                        "left" if i < k else "right"))
-    responses = study_responses.read_responses(_write(tmp_path / "r.csv", rows))
-    count = {rule: st.tally(responses, "inversion", rule)["participants"][0]
-             for rule in st.SET_RULES}
-    assert [(count[r]["ours_chosen"], count[r]["out_of"]) for r in ("all", "majority", "trial")] \
-        == [(1, 2), (2, 2), (5, 6)]
-    assert count["all"]["expected_without_preference"] == pytest.approx(2 / 8)
-    assert count["majority"]["expected_without_preference"] == pytest.approx(2 * 4 / 8)
-    with pytest.raises(ValueError, match="set_rule"):
-        st.tally(responses, "inversion", "best")
-
-
 def test_reader_ignores_repeats_and_a_torn_last_line_and_names_bad_lines(tmp_path):
     rows = _fullbody_rows({"p1": 2}, n=3)
     flipped = "left" if rows[0]["choice"] == "right" else "right"  # a later change of mind
@@ -230,7 +201,7 @@ def test_reader_ignores_repeats_and_a_torn_last_line_and_names_bad_lines(tmp_pat
         f.write("p3,fullbody,pair0/original,pair0,original,up,left,false,t,false\n")
     with pytest.raises(st.StudyError, match=r"line 7: bad response \(ours_side='up'"):
         study_responses.read_responses(path)
-    with pytest.raises(st.StudyError, match="Collect responses with the app"):
+    with pytest.raises(st.StudyError, match="drfhq study serve"):
         study_responses.read_responses(tmp_path / "none.csv")
 
 
@@ -248,13 +219,16 @@ def test_simulated_responses_are_marked_everywhere(tmp_path):
     save_figure(fig, tmp_path / "f.png")
     with pytest.raises(st.StudyError, match="simulated"):
         study_responses.Session(study, path, "real-person")
+    real_row = {**sim.rows[0], "simulated": "false"}
     with pytest.raises(st.StudyError, match="simulated"):
-        study_responses.append_response(path, sim.rows[0])
+        study_responses.append_response(path, real_row)  # a real answer into the simulated file
+    with pytest.raises(st.StudyError, match="marked simulated"):
+        study_responses.append_response(tmp_path / "new.csv", sim.rows[0])
     real = _write(tmp_path / "real.csv", _fullbody_rows({"p1": 1}, n=2))
     with pytest.raises(st.StudyError, match="not marked simulated"):
         study_responses.simulate_responses(study, real, 1, 0.5)
     with open(real, "a") as f:
-        f.write(",".join(sim.rows[0][c] for c in st.COLUMNS) + "\n")
+        f.write(",".join(sim.rows[0][c] for c in st.PAIR_COLUMNS) + "\n")
     with pytest.raises(st.StudyError, match="mixes simulated and real"):
         study_responses.read_responses(real)
 
@@ -346,8 +320,129 @@ def test_fig6_refuses_aligned_and_missing_methods_unless_allowed(tmp_path):
     assert "ours chosen (out of 10 sets)" in fig.axes[0].get_ylabel()
 
 
-def test_pairwise_inversion_study_never_takes_aligned_as_a_method(tmp_path):
-    root = _inversion_results(tmp_path / "res")
-    _png(root / "aligned" / "a.png", (1, 2, 3))
-    study = study_files.inversion_study(root, strict=False)
-    assert "aligned" not in {t.method for t in study.trials}
+def _answer_rows(path: Path, participant, answers: dict, study) -> list[dict]:
+    """Rows for ``{set: chosen method}``, each set shown in the participant's order."""
+    rows = []
+    for shown in st.choice_order(study, participant):
+        if shown.set in answers:
+            row = st.choice_row(participant, shown, shown.methods.index(answers[shown.set]))
+            study_responses.append_response(path, row)
+            rows.append(row)
+    return rows
+
+
+def test_fig6_app_records_the_images_shown_in_order_and_the_one_clicked(tmp_path):
+    study = study_files.choice_study(_fig6_results(tmp_path / "res", n_sets=3))
+    responses, clock = tmp_path / "r.csv", Clock()
+    app = study_app.StudyApp(study, responses, clock=clock)
+    assert len(app.images) == len(app.buttons) == 7
+    app.participant.value = "erin"
+    app.start.click()
+    clicked, screens = [2, 0, 6], []
+    for position in clicked:
+        clock.t += 1.0
+        screens.append([image.value for image in app.images])  # what the participant saw
+        app.buttons[position].click()
+    assert "Finished" in app.message.value and all(b.disabled for b in app.buttons)
+    rows = _rows(responses)
+    assert len(rows) == 3 and {r["set"] for r in rows} == {"in00", "in01", "in02"}
+    for row, screen, position in zip(rows, screens, clicked):
+        shown = row["shown"].split("|")
+        root = tmp_path / "res"
+        # the CSV's order is the order on screen: image i is method shown[i]'s file of the set
+        assert screen == [(root / m / f"{row['set']}.png").read_bytes() for m in shown]
+        assert row["choice"] == shown[position] and row["chosen_position"] == str(position + 1)
+        assert row["ours_position"] == str(shown.index("ours") + 1)
+        assert row["chose_ours"] == ("true" if shown[position] == "ours" else "false")
+        assert sorted(shown) == sorted(("ours", *st.FIG6_METHODS))
+
+
+def test_fig6_session_resumes_in_the_same_order_and_ignores_stale_answers(tmp_path):
+    study = study_files.choice_study(_fig6_results(tmp_path / "res", n_sets=4))
+    responses = tmp_path / "r.csv"
+    first = study_responses.ChoiceSession(study, responses, "fay", min_view_s=0)
+    order = [s.set for s in first.order]
+    key = first.current_key
+    assert first.answer_position(1, key) is not None
+    assert first.answer_position(1, key) is None  # the same form sent twice: ignored
+    assert first.answer_position(3) is not None
+    again = study_responses.ChoiceSession(study, responses, "fay", min_view_s=0)
+    assert again.progress == (2, 4) and again.current_key == order[2]
+    assert again.current_images() == [p for _, p in st.choice_order(study, "fay")[2].paths]
+    assert study_responses.ChoiceSession(study, responses, "gus").progress == (0, 4)
+    assert [r["set"] for r in _rows(responses)] == order[:2]
+
+
+def test_fig6_tally_of_a_hand_written_file(tmp_path):
+    study = study_files.choice_study(_fig6_results(tmp_path / "res", n_sets=4))
+    path = tmp_path / "r.csv"
+    _answer_rows(path, "p1", {"in00": "ours", "in01": "ours", "in02": "e4e", "in03": "ours"},
+                 study)
+    _answer_rows(path, "p2", {"in00": "psp", "in01": "ours"}, study)  # stopped after two
+    responses = study_responses.read_responses(path)
+    assert responses.kind == "inversion" and not responses.simulated
+    t = st.study_tally(responses, study)
+    by = {p["participant"]: p for p in t["participants"]}
+    assert (by["p1"]["ours_chosen"], by["p1"]["out_of"]) == (3, 4)
+    assert (by["p2"]["ours_chosen"], by["p2"]["out_of"]) == (1, 2)
+    assert t["incomplete_participants"] == ["p2"] and t["histogram"] == {1: 1, 3: 1}
+    # 4 of 6 choices are ours, 1 e4e, 1 psp
+    assert t["share_of_choices"]["ours"] == pytest.approx(4 / 6)
+    assert t["share_of_choices"]["e4e"] == t["share_of_choices"]["psp"] == pytest.approx(1 / 6)
+    # P(X >= 3 | n = 4, p = 1/7) by hand; the two-sided exact p of 3/4 is that tail plus the
+    # outcomes at most as likely below (none: P(X=0..2) are all more likely than P(X=3))
+    tail = sum(math.comb(4, i) * (1 / 7) ** i * (6 / 7) ** (4 - i) for i in (3, 4))
+    assert by["p1"]["p_value"] == pytest.approx(tail, rel=1e-9)
+    with open(path, "a") as f:  # a row whose chosen image is not the one at chosen_position
+        f.write("p3,inversion,in00,ours|e4e|psp|hyperstyle|restyle-psp|restyle-e4e|"
+                "latent-optimisation,1,e4e,1,true,t,false\n")
+    with pytest.raises(st.StudyError, match="line 8: bad response.*chosen_position"):
+        study_responses.read_responses(path)
+    fullbody = _fullbody_rows({"p1": 1}, n=1)[0]
+    with pytest.raises(st.StudyError, match="header differs"):
+        study_responses.append_response(path, fullbody)
+
+
+def test_fig6_simulated_file_and_frozen_study(tmp_path):
+    study = study_files.placeholder_study("inversion", tmp_path / "img", n_sets=3)
+    assert isinstance(study, st.ChoiceStudy) and study.placeholder and study.options == 7
+    path = tmp_path / "sim.csv"
+    sim = study_responses.simulate_responses(study, path, n_participants=4, p_ours=1.0)
+    assert sim.simulated and sim.kind == "inversion" and len(sim.rows) == 12
+    assert st.study_tally(sim, study)["histogram"] == {3: 4}
+    frozen = study_files.save_study(study, tmp_path / "study_inversion.json")
+    assert study_files.load_study(frozen) == study
+    old = {"kind": "inversion", "trials": [{"trial": "a/e4e", "set": "a", "method": "e4e",
+                                            "path_ours": "o.png", "path_other": "x.png"}]}
+    (tmp_path / "old.json").write_text(__import__("json").dumps(old))
+    with pytest.raises(st.StudyError, match="pairwise Fig. 6 study of an older drfhq"):
+        study_files.load_study(tmp_path / "old.json")
+
+
+@pytest.mark.parametrize("pid", ["../x", "a/b", "", "  ", "x" * 65, "-a", "a b", "a.b", "é"])
+def test_participant_ids_that_could_name_a_file_are_refused(pid):
+    with pytest.raises(st.StudyError, match="participant id"):
+        st.check_participant(pid)
+
+
+def test_participant_ids_accepted():
+    assert st.check_participant(" p-07_a ") == "p-07_a"
+    assert st.check_participant("x" * 64) == "x" * 64
+
+
+def test_notebook_studies_take_the_explicit_methods_and_fall_back_to_stand_ins(tmp_path):
+    res = _fig6_results(tmp_path / "res", n_sets=2)
+    studies = study_files.notebook_studies(tmp_path / "work", str(res), "ours", "none", "none",
+                                           "*", placeholders=True)
+    assert isinstance(studies["inversion"], st.ChoiceStudy)
+    assert not studies["inversion"].placeholder and studies["fullbody"].placeholder
+    assert (tmp_path / "work" / "study_inversion.json").is_file()
+    assert (tmp_path / "work" / "simulated" / "study_fullbody.json").is_file()
+    (res / "hyperstyle" / "in01.png").unlink()
+    with pytest.raises(st.StudyError, match="hyperstyle.*allow_missing"):
+        study_files.notebook_studies(tmp_path / "w2", str(res), "ours", "none", "none", "*",
+                                     placeholders=False)
+    allowed = study_files.notebook_studies(tmp_path / "w3", str(res), "ours", "none", "none",
+                                           "*", placeholders=True, allow_missing=True)
+    assert "hyperstyle" not in allowed["inversion"].methods
+    assert [m for m, _ in allowed["inversion"].missing] == ["hyperstyle"]

@@ -1,7 +1,10 @@
-"""The 2AFC user-study app (ipywidgets) of Sec. 5.2.1 and Sec. 7; nothing else.
+"""The user-study app (ipywidgets, inside Jupyter) of Sec. 5.2.1 (Fig. 6) and Sec. 7 (Fig. 15).
 
-It draws a :class:`drfhq_lib.eval.study_responses.Session`: trials and tallies are in
-:mod:`drfhq_lib.eval.study`, the responses file in :mod:`drfhq_lib.eval.study_responses`.
+It draws a :class:`~drfhq_lib.eval.study_responses.ChoiceSession` (Fig. 6: all methods'
+images of one input, one chosen) or a :class:`~drfhq_lib.eval.study_responses.Session`
+(Fig. 15: two images, left or right). Trials and tallies are in :mod:`drfhq_lib.eval.study`,
+the responses file in :mod:`drfhq_lib.eval.study_responses`. For participants on their own
+devices serve the study as a web page instead: ``drfhq study serve`` (``apps.study_server``).
 """
 
 from __future__ import annotations
@@ -10,55 +13,71 @@ import html
 import os
 from pathlib import Path
 
-from drfhq_lib.eval.study import Study, StudyError
-from drfhq_lib.eval.study_responses import Session
+from drfhq_lib.eval.study import ChoiceStudy, StudyError
+from drfhq_lib.eval.study_responses import session_for
+
+QUESTION = {"inversion": "Which of these {n} images looks most like a real photograph? "
+                         "Choose one.",
+            "fullbody": "Which image looks more like a real photograph?"}
+
+
+def image_format(path: Path) -> str:
+    return path.suffix.lstrip(".").lower().replace("jpg", "jpeg") or "png"
 
 
 class StudyApp:
-    """ipywidgets front end of :class:`Session`: id box, Start, two images, two buttons.
+    """ipywidgets front end of a study session: id box, Start, the images, one button each.
 
-    ``start``, ``left_button`` and ``right_button`` are ordinary ``ipywidgets.Button``s, so a
-    test drives the app with ``app.start.click()``; display ``app.widget`` in a notebook."""
+    ``start`` and ``buttons`` are ordinary ``ipywidgets.Button``s (for Fig. 15 also
+    ``left_button`` and ``right_button``), so a test drives the app with ``app.start.click()``;
+    display ``app.widget`` in a notebook."""
 
-    def __init__(self, study: Study, responses: str | os.PathLike, image_width: int = 384,
+    def __init__(self, study, responses: str | os.PathLike, image_width: int | None = None,
                  **session_options):
         import ipywidgets as w
 
         self.study, self.responses, self.options = study, Path(responses), session_options
-        self.session: Session | None = None
+        self.session = None
+        choice = isinstance(study, ChoiceStudy)
+        n = study.options if choice else 2
+        width = image_width or (224 if choice else 384)
         self.participant = w.Text(description="Participant", placeholder="your participant id")
         self.start = w.Button(description="Start", button_style="primary")
-        self.left_image = w.Image(width=image_width)
-        self.right_image = w.Image(width=image_width)
-        self.left_button = w.Button(description="left is more realistic", disabled=True,
-                                    layout=w.Layout(width=f"{image_width}px"))
-        self.right_button = w.Button(description="right is more realistic", disabled=True,
-                                     layout=w.Layout(width=f"{image_width}px"))
+        self.images = [w.Image(width=width) for _ in range(n)]
+        labels = ([f"choose image {i + 1}" for i in range(n)] if choice else
+                  ["left is more realistic", "right is more realistic"])
+        self.buttons = [w.Button(description=label, disabled=True,
+                                 layout=w.Layout(width=f"{width}px")) for label in labels]
+        for i, button in enumerate(self.buttons):
+            button.on_click(lambda _, i=i: self.on_choice(i))
+        if not choice:
+            self.left_button, self.right_button = self.buttons
+            self.left_image, self.right_image = self.images
         self.progress = w.Label("")
         self.message = w.HTML("Enter your participant id and press Start.")
         self.start.on_click(self.on_start)
-        self.left_button.on_click(lambda _: self.on_choice("left"))
-        self.right_button.on_click(lambda _: self.on_choice("right"))
-        self.widget = w.VBox([
-            w.HBox([self.participant, self.start, self.progress]), self.message,
-            w.HBox([w.VBox([self.left_image, self.left_button]),
-                    w.VBox([self.right_image, self.right_button])])])
+        cells = [w.VBox([image, button]) for image, button in zip(self.images, self.buttons)]
+        grid = (w.GridBox(cells, layout=w.Layout(
+            grid_template_columns=f"repeat({min(n, 4)}, {width + 8}px)")) if choice
+            else w.HBox(cells))
+        self.widget = w.VBox([w.HBox([self.participant, self.start, self.progress]),
+                              self.message, grid])
 
     def on_start(self, _=None) -> None:
         try:
-            self.session = Session(self.study, self.responses, self.participant.value,
-                                   **self.options)
+            self.session = session_for(self.study, self.responses, self.participant.value,
+                                       **self.options)
         except StudyError as err:
             self.message.value = html.escape(str(err))
             return
         self.participant.disabled = self.start.disabled = True
         self._show()
 
-    def on_choice(self, side: str) -> None:
+    def on_choice(self, position: int) -> None:
         if self.session is None:
             return
         try:
-            self.session.answer(side)
+            self.session.answer_position(position)
         except (StudyError, OSError) as err:
             self.message.value = html.escape(f"not recorded: {err}")
             return
@@ -68,16 +87,15 @@ class StudyApp:
         done, total = self.session.progress
         self.progress.value = f"{done} / {total} answered"
         finished = self.session.finished
-        self.left_button.disabled = self.right_button.disabled = finished
+        for button in self.buttons:
+            button.disabled = finished
         if finished:
-            self.left_image.value = self.right_image.value = b""
-            self.message.value = (f"<b>Finished — thank you!</b> All {total} comparisons are "
+            for image in self.images:
+                image.value = b""
+            self.message.value = (f"<b>Finished — thank you!</b> All {total} answers are "
                                   "recorded; you can close this page.")
             return
-        trial, ours_side = self.session.current
-        ours, other = Path(trial.path_ours), Path(trial.path_other)
-        left, right = (ours, other) if ours_side == "left" else (other, ours)
-        for image, path in ((self.left_image, left), (self.right_image, right)):
-            image.format = path.suffix.lstrip(".").lower().replace("jpg", "jpeg") or "png"
+        for image, path in zip(self.images, map(Path, self.session.current_images())):
+            image.format = image_format(path)
             image.value = path.read_bytes()
-        self.message.value = "Which image looks more like a real photograph?"
+        self.message.value = QUESTION[self.study.kind].format(n=len(self.images))
