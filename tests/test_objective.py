@@ -132,3 +132,37 @@ def test_generator_main_adds_the_identity_sum():
     assert stats["sketch"].item() == pytest.approx(l_sketch.item(), rel=1e-5)
     assert stats["G_total"].item() == pytest.approx(
         stats["G_adv"].item() + 0.5 * l_sketch.item(), rel=1e-5)
+
+
+def test_identity_terms_vanish_for_identical_generators_under_the_shared_noise_policy():
+    """G_rendering = G_real with strong noise: the same noise draw makes both images equal, so
+    both terms are exactly 0; the old policy (G_real on its constant noise) would not be."""
+    import copy
+
+    from drfhq_lib.finetune.tiny import tiny_networks
+
+    G = tiny_networks(resolution=16, channels=16, z_dim=8)["G"]
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.5)
+    G_real = copy.deepcopy(G)
+    sketch = nn.Tanh()
+    identity = IdentityLosses(sketch, None, lambda_sketch=1.0, sketch_size=16)
+    obj = StyleGAN2Objective(G=G, D=LinearDAny(), G_real=G_real, identity=identity,
+                             style_mixing=0.0)
+    torch.manual_seed(0)
+    stats = obj.gen_main(torch.randn(2, 8), gain=1.0)
+    assert stats["sketch"].item() == 0.0
+    with torch.no_grad():  # the constant-noise reference the policy replaces
+        ws = G.mapping(torch.randn(2, 8), None)
+        const = torch.tanh(G_real.synthesis(ws, noise_mode="const"))
+        random = torch.tanh(G.synthesis(ws, noise_mode="random"))
+    assert (const - random).abs().sum() > 1.0
+
+
+class LinearDAny(nn.Module):
+    """D(x) = mean of x, for any image size."""
+
+    def forward(self, x, c):
+        return x.mean([1, 2, 3])[:, None]

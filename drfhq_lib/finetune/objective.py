@@ -16,15 +16,20 @@ Differences from the official loss, all forced by the paper's constraints:
   leaf copy of ``ws`` (the official ws carry the mapping's graph; the gradient asked for is the
   same).
 * The identity terms compare G_rendering(w+) with G_real(w+) for the same style-mixed ``w+`` of
-  the Gmain phase. G_real is rendered without gradients and with ``noise_mode='const'`` (its
-  fixed noise buffers: G_real is the reference, it should not jitter from step to step), while
-  G_rendering uses random noise as in all official training phases.
+  the Gmain phase *and the same noise draw*: G_rendering renders random noise as in every
+  official phase, and G_real (without gradients) replays that draw (:func:`same_noise`). With
+  G_real on its constant noise instead, the terms would penalise every difference of
+  stochastic texture (L_sketch is a sum over the sketch map's pixels), which pulls G_rendering
+  toward smooth skin: at the first step of a fine-tune, where G_rendering is G_real, the
+  constant-noise reference gives non-zero terms, the shared draw gives exactly zero
+  (``benchmarks/bench_noise_policy.py`` measures both).
 * With several processes the path-length mean is averaged over them before ``pl_mean`` moves,
   so every process keeps the same ``pl_mean`` (the official one lets them drift apart).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 
@@ -34,6 +39,24 @@ import torch.nn.functional as F
 
 from drfhq_lib.finetune import losses
 from drfhq_lib.finetune import distributed
+
+
+def _rng_state(device: torch.device) -> tuple:
+    cuda = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+@contextlib.contextmanager
+def same_noise(state: tuple, device: torch.device):
+    """Inside the block, random draws on ``device`` repeat those made after ``state`` was
+    taken (:func:`_rng_state`); afterwards the generator continues as if the block never ran.
+    Two generators of one architecture thus render the same noise maps."""
+    cpu, cuda = state
+    with torch.random.fork_rng(devices=[device] if cuda is not None else []):
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda, device)
+        yield
 
 
 @dataclass
@@ -79,14 +102,15 @@ class StyleGAN2Objective:
 
     def gen_main(self, z: torch.Tensor, gain: float) -> dict:
         ws = self.mapping(z)
+        noise_state = _rng_state(ws.device)
         images = self.G.synthesis(ws, noise_mode="random")
         logits = self.run_D(images)
         loss_adv = F.softplus(-logits).mean()
         stats = {"G_adv": loss_adv.detach(), "scores_fake": logits.detach().mean()}
         loss = loss_adv
         if self.identity.enabled:
-            with torch.no_grad():
-                reference = self.G_real.synthesis(ws, noise_mode="const")
+            with torch.no_grad(), same_noise(noise_state, ws.device):
+                reference = self.G_real.synthesis(ws, noise_mode="random")
             weighted, terms = self.identity(reference, images)
             loss = loss + weighted
             stats.update({k: v.detach() for k, v in terms.items()})
