@@ -76,9 +76,10 @@ def load(device="cpu", resolution: int = RESOLUTION, variants=tuple(VARIANTS)) -
     return MiniNetworks(G_real, renderings, resolution, names, resolved)
 
 
-def heldout_folder(folder, count: int, size: int = RESOLUTION) -> Path:
-    """The aligned held-out set: ``folder`` if it holds ``count`` identities, else rendered
-    (seed 2, the benchmark's identities) and aligned under it."""
+def aligned_set(folder, count: int, set_name: str = "heldout", size: int = RESOLUTION) -> Path:
+    """The first ``count`` identities of one of ``miniworld train``'s sets (``build.SETS``:
+    train, finetune, heldout), aligned at ``size``: ``folder`` if it holds them, else rendered
+    (at twice the size, beside it) and aligned there."""
     from drfhq_lib.miniworld import aligned
     from drfhq_lib.miniworld.build import SETS
     from drfhq_lib.miniworld.render_cli import render_dataset
@@ -87,5 +88,10 @@ def heldout_folder(folder, count: int, size: int = RESOLUTION) -> Path:
     if (folder / aligned.RECORDS).exists() and len(aligned.read_records(folder)) >= count:
         return folder
     renders = folder.parent / f"{folder.name}-renders"
-    render_dataset(renders, count, SETS["heldout"], 2 * size, progress=True)
+    render_dataset(renders, count, SETS[set_name], 2 * size, progress=True)
     return aligned.align_folder(renders, folder, size)
+
+
+def heldout_folder(folder, count: int, size: int = RESOLUTION) -> Path:
+    """The aligned held-out set (seed 2, the benchmark's identities, never trained on)."""
+    return aligned_set(folder, count, "heldout", size)
