@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 #: Where ``reproduce --ci`` puts its stand-in artefacts (never figures/ or results/).
 CI_OUT = ROOT / "out" / "reproduce-ci"
+#: ``reproduce --artefacts``: the parameters of the committed figures/ and results/ (CI
+#: parameters, enlarged where a CPU allows; figures_dir and results_dir set to the committed ones).
+ARTEFACT_PARAMETERS = NOTEBOOK_DIR / "artefacts.yaml"
 #: Where the full reproduction keeps the executed notebooks.
 FULL_OUT = ROOT / "out" / "notebooks"
 #: Parameters naming data a notebook reads (besides ``data*``): shown before a reproduction.

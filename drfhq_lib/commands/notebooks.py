@@ -26,13 +26,22 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-def preface(runs: list[notebooks.Run], ci: bool) -> str:
+def _mode_line(ci: bool, artefacts: bool) -> str:
+    if artefacts:
+        return ("Committed artefacts: CI parameters with the sizes of "
+                f"{_relative(notebooks.ARTEFACT_PARAMETERS)}, mini-world networks; artefacts go "
+                "to figures/ and results/ (each with a provenance sidecar).")
+    if ci:
+        return ("CI run: small parameters, stand-in networks; artefacts go to "
+                f"{_relative(notebooks.CI_OUT)}/ (figures/ and results/ are not touched)")
+    return ("Full reproduction: artefacts go to figures/ and results/ (each with a provenance "
+            "sidecar); executed notebooks to out/notebooks/.")
+
+
+def preface(runs: list[notebooks.Run], ci: bool, artefacts: bool = False) -> str:
     """What a reproduction needs (the datasets and inputs each notebook reads, with the values
     it will use) and how to change them."""
-    lines = ["CI run: small parameters, stand-in networks; artefacts go to "
-             f"{_relative(notebooks.CI_OUT)}/ (figures/ and results/ are not touched)" if ci else
-             "Full reproduction: artefacts go to figures/ and results/ (each with a provenance "
-             "sidecar); executed notebooks to out/notebooks/.",
+    lines = [_mode_line(ci, artefacts),
              "Data each notebook reads (parameter = value used; missing paths marked):"]
     for run in runs:
         needed = []
@@ -69,11 +78,18 @@ def selected_notebooks(only: list[str] | None) -> list[Path]:
 def run_reproduce(args) -> int:
     paths = selected_notebooks(args.only)
     shared, per = {}, {}
+    if args.artefacts:  # the CI parameters, enlarged by the committed file, into figures/
+        args.ci = True
+        if args.parameters is not None:
+            raise DrfhqError("--artefacts takes its parameters from "
+                             f"{_relative(notebooks.ARTEFACT_PARAMETERS)}; drop --parameters "
+                             "(or use --ci --parameters FILE)")
+        args.parameters = notebooks.ARTEFACT_PARAMETERS
     if args.parameters is not None:
         shared, per = notebooks.read_parameters_file(args.parameters, [p.stem for p in paths])
     shared.update({name: _parse_value(value) for name, value in args.parameter or []})
     runs = notebooks.plan_runs(paths, ci=args.ci, shared=shared, per_notebook=per)
-    print(preface(runs, args.ci), flush=True)
+    print(preface(runs, args.ci, args.artefacts), flush=True)
     if args.dry_run:
         return 0
     failed = []
@@ -107,6 +123,9 @@ def add_cli(subparsers) -> None:
         "datasets each notebook reads. " + PARAMETERS_HELP)
     p.add_argument("--ci", action="store_true",
                    help=f"the small CI parameters; writes under {_relative(notebooks.CI_OUT)}/")
+    p.add_argument("--artefacts", action="store_true",
+                   help="regenerate the committed figures/ and results/ on the mini world: the "
+                   "CI parameters enlarged by notebooks/artefacts.yaml")
     p.add_argument("--only", nargs="+", metavar="KEY",
                    help="run notebooks whose name contains one of these")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
