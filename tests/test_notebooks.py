@@ -177,3 +177,13 @@ def test_table_checker_catches_a_mislabelled_or_short_table(tmp_path):
     (tmp_path / "04_shared_latent.csv").write_text(header.replace(",l2", "") + "a,b,c,d,e,f,g\n")
     with pytest.raises(AssertionError, match="l2"):
         check_table("04_shared_latent", tmp_path, params)
+
+
+def test_artefact_parameters_name_declared_parameters_and_write_the_committed_folders():
+    paths = notebooks.notebook_paths()
+    shared, per = notebooks.read_parameters_file(notebooks.ARTEFACT_PARAMETERS,
+                                                 [p.stem for p in paths])
+    runs = notebooks.plan_runs(paths, ci=True, shared=shared, per_notebook=per)  # raises on a typo
+    assert {r.parameters["figures_dir"] for r in runs} == {"figures"}
+    assert {r.parameters["results_dir"] for r in runs} == {"results"}
+    assert set(per) <= {p.stem for p in paths}
