@@ -52,6 +52,9 @@ def add_cli(subparsers) -> None:
                    help=f"ADA target ({d.ada_target:g})")
     o.add_argument("--ada-kimg", dest="ada_kimg", type=float,
                    help=f"ADA speed: kimg for p to move by 1 ({d.ada_kimg:g})")
+    o.add_argument("--ema-kimg", dest="ema_kimg", type=float,
+                   help=f"half-life of G_ema in kimg ({d.ema_kimg:g}; keep it a quarter of "
+                   "--kimg or less, as 10 of the paper's 40, or G_ema stays near the source)")
     o.add_argument("--no-sketch", dest="sketch", action="store_false", help="without L_sketch")
     o.add_argument("--no-color", dest="color", action="store_false", help="without L_color")
     o.add_argument("--lambda-sketch", dest="lambda_sketch", type=float,

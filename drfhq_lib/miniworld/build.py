@@ -58,7 +58,7 @@ class BuildPlan:
     counts: dict = field(default_factory=lambda: {"train": 400, "finetune": 250, "heldout": 100})
     real: RealMiniConfig = field(default_factory=RealMiniConfig)
     snapshot_kimg: float = 2.0
-    finetune_kimg: float = 1.0
+    finetune_kimg: float = 2.0
     finetune_batch: int = 8
     variants: tuple = tuple(VARIANTS)
     export_dir: str = str(NETWORKS_DIR)
@@ -68,9 +68,13 @@ class BuildPlan:
     def finetune_flags(self) -> list[str]:
         """The loss sizes scaled to the resolution: S and the blurred LPIPS see the image at its
         own size, λs grows by the pixel ratio (L_sketch is a sum over pixels, Sec. 3.2's λs is
-        for 512 px) and the blur kernel shrinks with the image (13 px, σ 10 at 256 px)."""
-        r = self.resolution
+        for 512 px) and the blur kernel shrinks with the image (13 px, σ 10 at 256 px). The
+        schedules keep the paper's ratios to its 40 kimg: G_ema's half-life a quarter of the
+        run (10 kimg there; at 10 kimg here G_ema would keep 87 % of the source after 2 kimg),
+        ADA's adjustment speed 0.4 of the run (100 kimg there)."""
+        r, kimg = self.resolution, self.finetune_kimg
         return ["--sketch-size", str(r), "--color-size", str(r),
+                "--ema-kimg", f"{kimg / 4:g}", "--ada-kimg", f"{kimg * 2.5:g}",
                 "--lambda-sketch", f"{LAMBDA_SKETCH * (SKETCH_SIZE / r) ** 2:g}",
                 "--blur-size", str(max(3, round(13 * r / 256) | 1)),
                 "--blur-sigma", f"{10.0 * r / 256:g}",
@@ -188,6 +192,22 @@ def export(plan: BuildPlan, name: str, nets: dict, provenance: dict) -> Path:
     return Path(path)
 
 
+def export_variant(plan: BuildPlan, variant: str, final: Path, base: dict) -> Path:
+    """Export the last network of one fine-tuning run as ``stylegan2-miniworld-R<res>[-variant]``."""
+    log = [json.loads(line) for line in (final.parent / "log.jsonl").read_text().splitlines()
+           if line.strip()]
+    name = rendering_name(plan.resolution, variant)
+    return export(plan, name, {"G_ema": load_network(final)["G_ema"]}, {
+        **base, "network": f"G_rendering_mini ({variant})",
+        "trained_on": "R-style renders, finetune set (seed 1), unpaired",
+        "finetune_flags": plan.finetune_flags, "variant": variant,
+        "sketch": VARIANTS[variant][0], "color": VARIANTS[variant][1],
+        "kimg": log[-1].get("kimg") if log else None,
+        "train_seconds": log[-1].get("time") if log else None,
+        "log": [{k: row.get(k) for k in ("kimg", "losses", "p", "time")} for row in log],
+        "source": real_name(plan.resolution)})
+
+
 def build(plan: BuildPlan, progress: bool = True) -> dict[str, Path]:
     """All steps; returns the exported network files by label."""
     started = time.time()
@@ -206,18 +226,8 @@ def build(plan: BuildPlan, progress: bool = True) -> dict[str, Path]:
         "kimg": trainer.kimg, "train_seconds": round(trainer.seconds, 1), "log": trainer.log})}
     t = time.time()
     for variant, final in finetune_variants(plan).items():
-        log = [json.loads(line) for line in (final.parent / "log.jsonl").read_text().splitlines()
-               if line.strip()]
         name = rendering_name(plan.resolution, variant)
-        nets = load_network(final)
-        exported[name] = export(plan, name, {"G_ema": nets["G_ema"]}, {
-            **base, "network": f"G_rendering_mini ({variant})",
-            "trained_on": "R-style renders, finetune set (seed 1), unpaired",
-            "finetune_flags": plan.finetune_flags, "variant": variant,
-            "sketch": VARIANTS[variant][0], "color": VARIANTS[variant][1],
-            "kimg": log[-1].get("kimg") if log else None,
-            "train_seconds": log[-1].get("time") if log else None,
-            "source": real_name(plan.resolution)})
+        exported[name] = export_variant(plan, variant, final, base)
     timings["finetune_s_this_call"] = round(time.time() - t, 1)
     timings["total_s_this_call"] = round(time.time() - started, 1)
     write_json_atomic(plan.folder("timings.json"), timings)
