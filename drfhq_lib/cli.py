@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "drfhq_lib.commands.dataset",
     "drfhq_lib.commands.finetune",
     "drfhq_lib.commands.enhance",
+    "drfhq_lib.commands.encoder",
+    "drfhq_lib.commands.study",
 ]
 #: Commands of other parts of the package, registered when they are there:
 #: module -> the function that adds the parser (the first of these it has).

@@ -40,10 +40,49 @@ def check_options(args) -> None:
         raise DrfhqError(f"--steps {args.steps}: must be at least 1 (paper: 500)")
 
 
+def _rendering_sha256(args, nets) -> str | None:
+    """sha256 of the G_rendering in use (its file, or the mini world's registry entry)."""
+    from drfhq_lib.files import sha256_file
+
+    rendering = getattr(args, "rendering", None)
+    if rendering not in (None, "miniworld") and Path(rendering).is_file():
+        return sha256_file(rendering)
+    mini = [r for r in nets.resolved if r.name.startswith("stylegan2-miniworld-R")]
+    return mini[-1].sha256 if mini else None
+
+
+def choose_init(args, nets, device):
+    """(init or None, "w_avg"/"encoder", the encoder's Resolved or None, notes) for --init and
+    --encoder. ``auto``: the encoder given, else the committed one with the mini world's
+    networks, else w_avg (the paper's start, the default with the official networks)."""
+    from drfhq_lib.infer import encoder_init
+
+    path = getattr(args, "encoder", None)
+    choice = getattr(args, "init", "auto")
+    if choice == "w_avg":
+        if path is not None:
+            raise DrfhqError(f"--encoder {path} with --init w_avg: the encoder would not be "
+                             "used; drop one of the two")
+        return None, "w_avg", None, []
+    if path is None and nets.world == "miniworld":
+        committed = encoder_init.miniworld_encoder()
+        path = committed.path if committed else None
+    if path is None:
+        if choice == "encoder":
+            raise DrfhqError("--init encoder needs --encoder FILE (the mini world's is used "
+                             f"only with its networks): {encoder_init.TRAIN_HINT} for your "
+                             "G_rendering")
+        return None, "w_avg", None, []
+    path = require_path(path, "--encoder", "encoder file", encoder_init.TRAIN_HINT)
+    init, notes = encoder_init.load_encoder_init(path, nets.G_rendering, device,
+                                                 _rendering_sha256(args, nets))
+    return init, "encoder", encoder_init.encoder_record(path), notes
+
+
 def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
     import torch
 
-    from drfhq_lib.infer import enhance
+    from drfhq_lib.infer import enhance, sharding
     from drfhq_lib.infer.projection import ProjectionParams, default_batch
     from drfhq_lib.nets import weights
     from drfhq_lib.provenance import write_sidecar
@@ -52,19 +91,30 @@ def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
         raise DrfhqError("no images to enhance (folders are searched for image files by "
                          "suffix)")
     size = args.size or nets.G_real.img_resolution
-    print(f"{args.cmd}: G_real = {nets.real_label}; G_rendering = {nets.rendering_label}",
-          flush=True)
+    ranks = sharding.current_ranks()
+    say = print if ranks.main else (lambda *a, **k: None)  # under torchrun: rank 0 reports
+    say(f"{args.cmd}: G_real = {nets.real_label}; G_rendering = {nets.rendering_label}"
+        + (f"; {ranks.world} processes (torchrun)" if ranks.world > 1 else ""), flush=True)
     for path, name in enhance.renamed_inputs(inputs).items():
-        print(f"{args.cmd}: {path} shares its stem with another input: written as {name}.png")
+        say(f"{args.cmd}: {path} shares its stem with another input: written as {name}.png")
     params = ProjectionParams(steps=args.steps or ProjectionParams.steps, seed=args.seed)
     batch = args.batch or default_batch(torch.device(device), size)
     composite = enhance.CompositeParams(args.erode, args.blur, args.color_match)
+    init, start, encoder_r, notes = choose_init(args, nets, device)
+    say(f"{args.cmd}: projection starts from "
+        + (f"the encoder {encoder_r.path}" if encoder_r else "w_avg") + f", {params.steps} steps",
+        flush=True)
+    for note in notes:
+        say(f"{args.cmd}: note: {note}", flush=True)
     rows = enhance.enhance_files(inputs, args.out, nets, params, batch, args.size, args.prefer,
-                                 composite, device, args.overwrite)
+                                 composite, device, args.overwrite, init=init)
+    if not ranks.main:
+        return 0  # rank 0 reports the merged manifest and its exit code
     lpips_r = weights.resolve("lpips-vgg16", args.prefer)
     mask_r = weights.resolve("bisenet-faceparse", args.prefer)
-    write_sidecar(Path(args.out) / "manifest.csv", [*nets.resolved, lpips_r, mask_r],
-                  {**params.as_dict(), "G_real": nets.real_label,
+    write_sidecar(Path(args.out) / "manifest.csv",
+                  [*nets.resolved, lpips_r, mask_r, *([encoder_r] if encoder_r else [])],
+                  {**params.as_dict(), "init": start, "G_real": nets.real_label,
                    "G_rendering": nets.rendering_label, "batch": batch, "size": args.size,
                    "erode": args.erode, "blur": args.blur, "color_match": args.color_match})
     counts: dict[str, int] = {}
@@ -78,12 +128,14 @@ def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
 
 def run_enhance(args) -> int:
     from drfhq_lib.data.manifest import expand_inputs
+    from drfhq_lib.finetune.distributed import ranks_from_env
     from drfhq_lib.infer.enhance import load_generators
+    from drfhq_lib.infer.sharding import join
 
     check_options(args)
     check_networks(args)
     inputs = expand_inputs(require_inputs(args.images))
-    device = device_of(args.device)
+    _, device = join(device_of(args.device, ranks_from_env().local_rank))
     nets = load_generators(args.real, args.rendering, device)
     return enhance_and_report(args, inputs, nets, device)
 
@@ -92,12 +144,14 @@ MINIWORLD_DEMO_STEPS = 200  # a demo under 3 minutes on 2 CPU cores
 
 
 def run_demo(args) -> int:
+    from drfhq_lib.finetune.distributed import ranks_from_env
     from drfhq_lib.infer.enhance import demo_inputs, load_generators
     from drfhq_lib.infer.projection import ProjectionParams
+    from drfhq_lib.infer.sharding import join
 
     check_options(args)
     check_networks(args)
-    device = device_of(args.device)
+    _, device = join(device_of(args.device, ranks_from_env().local_rank))
     nets = load_generators(None, args.rendering, device, allow_untrained=True,
                            untrained_size=args.size or 64)
     if not nets.trained:
@@ -134,6 +188,14 @@ def _common_arguments(p, out_default: str | None) -> None:
     p.add_argument("--colour-match", dest="color_match", type=float, action=Deprecated,
                    use="--color-match")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", choices=("auto", "w_avg", "encoder"), default="auto",
+                   help="where the projection starts: w_avg (the paper's), or an encoder's "
+                        "W+ (--encoder; `drfhq encoder train` makes one); auto (default): "
+                        "--encoder if given, the committed encoder with the mini world's "
+                        "networks, else w_avg")
+    p.add_argument("--encoder", type=Path, default=None,
+                   help="encoder file for --init encoder (`drfhq encoder train`'s "
+                        "OUT/encoder.safetensors)")
     p.add_argument("--overwrite", action="store_true", help="redo inputs whose output exists")
 
 
@@ -142,7 +204,9 @@ def add_cli(subparsers) -> None:
         "enhance", help="rendered portraits -> photo-real, pasted back",
         description="Align, project into G_rendering, render with G_real and paste back each "
         "input. Inputs whose file stems collide are all kept, under distinct names (reported). "
-        "Exit 1 when some inputs failed (see OUT/manifest.csv).")
+        "Exit 1 when some inputs failed (see OUT/manifest.csv). Several processes, GPUs or "
+        "machines: torchrun --nproc_per_node=N -m drfhq_lib enhance ... (each takes a share "
+        "of the inputs; OUT on a file system all of them see).")
     p.add_argument("images", nargs="+", help="image files or folders")
     p.add_argument("--real", default=None,
                    help="G_real network file, or 'miniworld' (default: the official FFHQ "

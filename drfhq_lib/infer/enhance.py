@@ -6,7 +6,8 @@ face mask, warp back, erode, blur and blend (Sec. 8, Eq. 5).
 Each input ``IN/name.ext`` gives ``OUT/name.png`` (the final composite), ``OUT/compare/name.png``
 (input, aligned, G_rendering reconstruction, G_real result, final), ``OUT/latents/name.npz``
 (the W+) and a row of ``OUT/manifest.csv``. A rerun skips finished inputs; one failing input
-never stops the batch.
+never stops the batch. Under torchrun each process takes a share of the inputs
+(:mod:`drfhq_lib.infer.sharding`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from tqdm.auto import tqdm
 
 from drfhq_lib.infer import composite
 from drfhq_lib.nets import faceparse
 from drfhq_lib.nets import weights
 from drfhq_lib.data.align import Alignment, align_face, paste_back
-from drfhq_lib.data.manifest import Manifest, unique_stems
+from drfhq_lib.data.manifest import Manifest, part_path, unique_stems
 from drfhq_lib.data.manifest import expand_inputs  # noqa: F401 (enhance.expand_inputs, notebooks)
 from drfhq_lib.errors import DrfhqError
 from drfhq_lib.files import write_png_atomic
 from drfhq_lib.data.images import load_image, pil_to_tensor, tensor_to_pil
 from drfhq_lib.nets.perceptual import build_lpips, resize
+from drfhq_lib.infer import sharding
 from drfhq_lib.infer.projection import (ProjectionParams, load_latent, project_to_files,
-                         render)
+                                        render, w_statistics)
 from drfhq_lib.nets.weights import Resolved
 
 MANIFEST_FIELDS = ["input", "status", "reason", "seconds", "final_lpips", "output"]
@@ -175,21 +178,58 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
                   size: int | None = None, prefer: str = "auto",
                   composite_params: CompositeParams = CompositeParams(),
                   device: torch.device | str = "cpu", overwrite: bool = False,
-                  progress: bool = True) -> dict[str, dict]:
+                  progress: bool = True, init=None) -> dict[str, dict]:
     """Run the whole pipeline on ``inputs``; returns the manifest rows by input path.
 
+    ``init``: ``targets -> W+`` the projection starts from (an encoder's, see
+    :mod:`drfhq_lib.infer.encoder_init`); default w_avg, the paper's start.
+
     Inputs whose file stems collide (``a/x.png`` and ``b/x.png``, ``x.png`` and ``x.jpg``) are
-    all enhanced, under the distinct names of :func:`output_names`; their rows say so."""
+    all enhanced, under the distinct names of :func:`output_names`; their rows say so.
+
+    The inputs go in blocks of ``batch`` consecutive inputs, one projection batch each; input i
+    is projected with seed ``params.seed + i``, so a rerun that finishes an interrupted job
+    gives what one uninterrupted run gives. Under torchrun (after
+    :func:`drfhq_lib.infer.sharding.join`) each process enhances its share of the blocks and
+    every process returns the rows of the merged manifest (:mod:`drfhq_lib.infer.sharding`)."""
     device = torch.device(device)
     out_dir = Path(out_dir)
     names = output_names(inputs)
-    with Manifest(out_dir / "manifest.csv", MANIFEST_FIELDS, key="input") as manifest:
-        todo = _aligned_inputs(names, out_dir, size or nets.G_rendering.img_resolution,
-                               overwrite, manifest)
-        if todo:
-            _enhance_aligned(todo, out_dir, nets, params, batch, size, prefer, composite_params,
-                             device, progress, manifest)
-        return dict(manifest.rows)
+    paths = list(names)
+    size = size or nets.G_rendering.img_resolution
+    ranks = sharding.current_ranks()
+    manifest_path = out_dir / "manifest.csv"
+    # scanned before the start barrier: every rank deals the same shares
+    pending = [overwrite or not (out_dir / f"{names[p]}.png").exists() for p in paths]
+    if ranks.main:  # no rank writes before the start barrier
+        _remove_temporaries(out_dir)
+    earlier = sharding.start(manifest_path, MANIFEST_FIELDS, "input", ranks)
+    share = sharding.deal(pending, batch, ranks)
+    own = manifest_path if ranks.world == 1 else part_path(manifest_path, ranks.rank)
+    with Manifest(own, MANIFEST_FIELDS, key="input") as manifest:
+        if ranks.main:
+            for path, todo in zip(paths, pending):
+                if not todo and earlier.get(str(path)) is None:
+                    manifest.add(_row(path, "exists", reason=_rename_note(path, names[path]),
+                                      output=str(out_dir / f"{names[path]}.png")))
+        projector = _BlockProjector(nets, params, prefer, device, init) if share else None
+        desc = "enhancing" + (f" (rank {ranks.rank}/{ranks.world})" if ranks.world > 1 else "")
+        for block in tqdm(share, desc=desc, unit="batch", disable=not progress):
+            todo = _aligned_inputs({paths[i]: names[paths[i]] for i in block}, size, manifest)
+            if todo:
+                seeds = {names[paths[i]]: params.seed + i for i in block}
+                _enhance_aligned(todo, out_dir, nets, projector, seeds, size, prefer,
+                                 composite_params, device, progress, manifest)
+        rows = dict(manifest.rows)
+    return rows if ranks.world == 1 else \
+        sharding.finish(manifest_path, MANIFEST_FIELDS, "input", ranks)
+
+
+def _remove_temporaries(out_dir: Path) -> None:
+    """The temporary files (``files.atomic_path``) of a job that was killed while writing."""
+    for folder in (out_dir, out_dir / "compare", out_dir / "latents"):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def output_names(inputs) -> dict[Path, str]:
@@ -208,17 +248,11 @@ def _rename_note(path: Path, name: str) -> str:
         f"written as {name}.png: another input has the stem {path.stem!r}"
 
 
-def _aligned_inputs(names: dict[Path, str], out_dir: Path, size: int, overwrite: bool,
-                    manifest: Manifest) -> dict[str, tuple[Path, Alignment, float]]:
-    """Align every input that has no output yet; failures go straight to the manifest."""
+def _aligned_inputs(names: dict[Path, str], size: int, manifest: Manifest
+                    ) -> dict[str, tuple[Path, Alignment, float]]:
+    """Align the inputs of one block; failures go straight to the manifest."""
     todo = {}
     for path, name in names.items():
-        final = out_dir / f"{name}.png"
-        if final.exists() and not overwrite:
-            if manifest.get(str(path)) is None:
-                manifest.add(_row(path, "exists", reason=_rename_note(path, name),
-                                  output=str(final)))
-            continue
         start = time.perf_counter()
         try:
             todo[name] = (path, align_face(path, size=size), start)
@@ -227,18 +261,31 @@ def _aligned_inputs(names: dict[Path, str], out_dir: Path, size: int, overwrite:
     return todo
 
 
-def _enhance_aligned(todo, out_dir: Path, nets: Networks, params: ProjectionParams, batch: int,
-                     size: int | None, prefer: str, composite_params: CompositeParams,
-                     device: torch.device, progress: bool, manifest: Manifest) -> None:
+class _BlockProjector:
+    """What every block's projection shares, made once per process: the LPIPS network and
+    G_rendering's w statistics."""
+
+    def __init__(self, nets: Networks, params: ProjectionParams, prefer: str,
+                 device: torch.device, init=None):
+        self.params, self.init = params, init
+        self.lpips = build_lpips(prefer, device)
+        self.w_stats = w_statistics(nets.G_rendering, params, device)
+
+
+def _enhance_aligned(todo, out_dir: Path, nets: Networks, projector: _BlockProjector,
+                     seeds: dict[str, int], size: int, prefer: str,
+                     composite_params: CompositeParams, device: torch.device, progress: bool,
+                     manifest: Manifest) -> None:
+    """One block: its aligned inputs projected as one batch, then rendered and pasted back."""
     resolution = nets.G_rendering.img_resolution
-    size = size or resolution
     note = nets.note.replace("→", "->")  # the stamp's bitmap font has no arrow
     warning = note if nets.trained else "UNTRAINED networks: not a result"
-    lpips = build_lpips(prefer, device)
+    params = projector.params
     targets = {name: resize(pil_to_tensor(a.image, device), resolution)[0]
                for name, (_, a, _) in todo.items()}
-    latents = project_to_files(nets.G_rendering, targets, out_dir / "latents", lpips, params,
-                               batch, progress)
+    latents = project_to_files(nets.G_rendering, targets, out_dir / "latents", projector.lpips,
+                               params, len(targets), progress, seeds=seeds,
+                               w_stats=projector.w_stats, init=projector.init)
     for name, (path, alignment, start) in todo.items():
         try:
             latent = load_latent(latents[name])
@@ -250,11 +297,11 @@ def _enhance_aligned(todo, out_dir: Path, nets: Networks, params: ProjectionPara
             final = composite_into_original(result, original, alignment, mask, composite_params)
             if warning:
                 final = _stamp(final, warning)
-            write_png_atomic(out_dir / f"{name}.png", final)
             panels = [original, alignment.image, *tensor_to_pil(reconstruction),
                       *tensor_to_pil(result), final]
             write_png_atomic(out_dir / "compare" / f"{name}.png",
                              comparison_strip(panels, max(256, min(size, 512)), warning))
+            write_png_atomic(out_dir / f"{name}.png", final)  # last: it marks the input done
             manifest.add(_row(path, "ok", start, _rename_note(path, name),
                               final_lpips=f"{latent['final_distance']:.4f}",
                               output=str(out_dir / f"{name}.png")))

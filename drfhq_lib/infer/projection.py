@@ -149,12 +149,14 @@ def distance_to(distance: Distance, target: torch.Tensor
 def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionParams = ProjectionParams(),
             seeds: list[int] | None = None, progress: bool = True,
             w_stats: tuple[torch.Tensor, float] | None = None,
-            guide: Guide | None = None) -> Projection:
+            guide: Guide | None = None, init_ws: torch.Tensor | None = None) -> Projection:
     """Find W+ (and noise) so that ``G.synthesis(W+)`` matches each target (Eq. 4).
 
     ``targets``: ``[N, 3, R, R]`` in [-1, 1] at the generator's resolution. ``seeds[i]`` seeds
     image i's latent noise and initial noise maps (default: ``params.seed + i``). ``guide``
     adds a per-image term computed on full-resolution images (see ``identity_guide``).
+    ``init_ws``: ``[N, num_ws, w_dim]`` to start from (an encoder's guess, see
+    ``infer.encoder_init``) instead of w_avg in every row (the paper's start).
     """
     n, device = targets.shape[0], targets.device
     if device.type == "cpu":
@@ -166,7 +168,13 @@ def project(G, targets: torch.Tensor, distance: Distance, params: ProjectionPara
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     w_avg, w_std = w_stats if w_stats is not None else w_statistics(G, params, device)
 
-    ws = w_avg.detach().reshape(1, 1, -1).repeat(n, G.num_ws, 1).requires_grad_(True)
+    if init_ws is None:
+        ws = w_avg.detach().reshape(1, 1, -1).repeat(n, G.num_ws, 1).requires_grad_(True)
+    elif tuple(init_ws.shape) != (n, G.num_ws, G.w_dim):
+        raise ValueError(f"init_ws must be [{n}, {G.num_ws}, {G.w_dim}], got "
+                         f"{tuple(init_ws.shape)}")
+    else:
+        ws = init_ws.detach().to(device, torch.float32).clone().requires_grad_(True)
     shapes = {name: buf.shape[-2:] for name, buf in G.synthesis.named_buffers()
               if name.endswith("noise_const")}
     noise = {name: _per_image_randn(gens, (1, *hw), device).requires_grad_(True)
@@ -241,26 +249,38 @@ def load_latent(path) -> dict:
 def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Distance,
                      params: ProjectionParams = ProjectionParams(), batch: int = 8,
                      progress: bool = True, guide: Guide | None = None,
-                     projector: Callable[..., Projection] | None = None) -> dict[str, Path]:
+                     projector: Callable[..., Projection] | None = None,
+                     seeds: dict[str, int] | None = None,
+                     w_stats: tuple[torch.Tensor, float] | None = None,
+                     init: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                     ) -> dict[str, Path]:
     """Project named targets (``[3, R, R]`` each) in batches into ``out_dir/<name>.npz``.
 
     Each latent is saved as soon as its batch finishes; names whose file exists are skipped,
     so an interrupted run resumes where it stopped. ``projector`` (default ``project``, same
     arguments) swaps the optimiser, e.g. Image2StyleGAN's in ``inversion.i2s_project``.
+    ``seeds``: each name's seed (default ``params.seed`` + its position in ``targets``), so a
+    caller that projects a long list piece by piece keeps each item's seed; ``w_stats``:
+    ``w_statistics`` computed once by such a caller. ``init``: ``targets [N, 3, R, R] -> W+
+    [N, num_ws, w_dim]`` to start from (e.g. ``TrainedEncoder.ws``); default w_avg.
     """
     out_dir = Path(out_dir)
     paths = {name: out_dir / f"{name}.npz" for name in targets}
     todo = [name for name in targets if not paths[name].exists()]
-    w_stats = None
     names_order = list(targets)
-    for start in tqdm(range(0, len(todo), batch), desc="batches", disable=not progress or not todo):
+    for start in tqdm(range(0, len(todo), batch), desc="batches",
+                      disable=not progress or len(todo) <= batch):  # one batch: its own bar
         names = todo[start:start + batch]
         device = targets[names[0]].device
         w_stats = w_stats or w_statistics(G, params, device)
-        seeds = [params.seed + names_order.index(name) for name in names]
-        result = (projector or project)(G, torch.stack([targets[k] for k in names]), distance,
-                                        params, seeds, progress, w_stats, guide)
+        batch_seeds = [seeds[name] if seeds is not None
+                       else params.seed + names_order.index(name) for name in names]
+        batch_targets = torch.stack([targets[k] for k in names])
+        init_kw = {} if init is None else {"init_ws": init(batch_targets)}
+        result = (projector or project)(G, batch_targets, distance, params, batch_seeds,
+                                        progress, w_stats, guide, **init_kw)
         for i, name in enumerate(names):
             save_latent(paths[name], result.ws[i], result.final_loss[i],
-                        result.final_distance[i], params, seed=seeds[i])
+                        result.final_distance[i], params, seed=batch_seeds[i],
+                        init="w_avg" if init is None else "encoder")
     return paths

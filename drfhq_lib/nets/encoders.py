@@ -42,7 +42,6 @@ from drfhq_lib.nets.weights import Resolved
 INPUT_SIZE = 256  # the official transforms: Resize((256, 256)), ToTensor, Normalize(0.5, 0.5)
 IR_SE50 = ((64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3))  # (in, depth, units)
 COARSE, MIDDLE = 3, 7  # heads [0, 3) read the coarsest map, [3, 7) the middle, the rest the finest
-HEAD_SPATIAL = (16, 32, 64)  # map sizes the heads were built for: log2 of it = stride-2 convs
 SE_REDUCTION = 16
 MEAN_LATENT_SAMPLES = 10_000  # e4e's mean_latent(10000) when a checkpoint has no latent_avg
 
@@ -90,22 +89,26 @@ class EqualLinear(nn.Module):
 
 
 class GradualStyleBlock(nn.Module):
-    """map2style: log2(spatial) stride-2 convs (LeakyReLU 0.01) down to 1x1, then a linear."""
+    """map2style: log2(spatial) stride-2 convs (LeakyReLU 0.01) down to 1x1, then a linear.
 
-    def __init__(self, in_c: int, out_c: int, spatial: int):
+    ``hidden``: the convs' width (official: ``out_c``); a narrower one makes the small encoders
+    that train on a CPU, the linear then maps ``hidden`` to ``out_c``."""
+
+    def __init__(self, in_c: int, out_c: int, spatial: int, hidden: int | None = None):
         super().__init__()
+        hidden = hidden or out_c
         layers: list[nn.Module] = []
         for i in range(int(math.log2(spatial))):
-            layers += [nn.Conv2d(in_c if i == 0 else out_c, out_c, 3, 2, 1), nn.LeakyReLU()]
+            layers += [nn.Conv2d(in_c if i == 0 else hidden, hidden, 3, 2, 1), nn.LeakyReLU()]
         self.convs = nn.Sequential(*layers)
-        self.linear = EqualLinear(out_c, out_c)
+        self.linear = EqualLinear(hidden, out_c)
         self.out_c = out_c
 
     def forward(self, x):
         x = self.convs(x)
         if x.shape[-2:] != (1, 1):  # the official view(-1, C) would mix images silently
             raise ValueError(f"a style head ends at {tuple(x.shape[-2:])}, not 1x1: the input "
-                             f"is larger than the {INPUT_SIZE} px the encoder was built for")
+                             "is larger than the encoder's input_size")
         return self.linear(x.flatten(1))
 
 
@@ -116,18 +119,30 @@ def upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- encoders
 
+def head_spatial(input_size: int) -> tuple[int, int, int]:
+    """Sizes of the maps the coarse, middle and fine heads read: the ends of stages 4, 3 and 2
+    (each stage halves the map), (16, 32, 64) for the official 256 px input."""
+    if input_size < 16 or input_size & (input_size - 1):
+        raise ValueError(f"input_size {input_size}: must be a power of two >= 16")
+    return input_size // 16, input_size // 8, input_size // 4
+
+
 class StyleEncoder(nn.Module):
     """IR-SE backbone + FPN + one head per W+ row; ``forward`` returns the heads' codes
     ``[N, num_ws, w_dim]`` (before ``latent_avg``). Defaults are the official IR-SE50 with 18
-    heads of 512; ``stages`` ((in, depth, units) per stage) and ``w_dim`` shrink it for tests."""
+    heads of 512 for 256 px faces; ``stages`` ((in, depth, units) per stage), ``w_dim``,
+    ``input_size`` (the face size, a power of two) and ``head_channels`` (the heads' conv
+    width, default ``w_dim``) shrink it for tests and for encoders trained on a CPU."""
 
     kind = ""
 
     def __init__(self, num_ws: int = 18, w_dim: int = 512,
-                 stages: tuple[tuple[int, int, int], ...] = IR_SE50):
+                 stages: tuple[tuple[int, int, int], ...] = IR_SE50,
+                 input_size: int = INPUT_SIZE, head_channels: int | None = None):
         super().__init__()
         if len(stages) != 4:
             raise ValueError(f"the FPN taps the ends of 4 stages, got {len(stages)}")
+        spatial = head_spatial(input_size)
         first, top = stages[0][0], stages[-1][1]
         self.input_layer = nn.Sequential(nn.Conv2d(3, first, 3, 1, 1, bias=False),
                                          nn.BatchNorm2d(first), nn.PReLU(first))
@@ -139,11 +154,14 @@ class StyleEncoder(nn.Module):
         ends = [sum(s[2] for s in stages[:k + 1]) - 1 for k in range(4)]
         self.taps = (ends[1], ends[2], ends[3])  # 6, 20, 23 in IR-SE50: c1, c2, c3
         self.styles = nn.ModuleList(
-            GradualStyleBlock(top, w_dim, HEAD_SPATIAL[(i >= COARSE) + (i >= MIDDLE)])
+            GradualStyleBlock(top, w_dim, spatial[(i >= COARSE) + (i >= MIDDLE)], head_channels)
             for i in range(num_ws))
         self.latlayer1 = nn.Conv2d(stages[2][1], top, 1)
         self.latlayer2 = nn.Conv2d(stages[1][1], top, 1)
-        self.num_ws, self.w_dim = num_ws, w_dim
+        self.num_ws, self.w_dim, self.input_size = num_ws, w_dim, input_size
+        self.init_kwargs = {"num_ws": num_ws, "w_dim": w_dim,
+                            "stages": [list(s) for s in stages], "input_size": input_size,
+                            "head_channels": head_channels}
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The map each head reads: c3 (coarse), c3 + lateral c2 (middle), + lateral c1 (fine)."""
@@ -260,10 +278,14 @@ def checkpoint_kind(path: Path, opts: dict, expected: str | None) -> str:
 
 
 def encoder_layout(path: Path, state: dict) -> dict:
-    """StyleEncoder kwargs from the tensor shapes of ``encoder.*``: heads, width, stages."""
+    """StyleEncoder kwargs from the tensor shapes of ``encoder.*``: heads, width, stages, and
+    the input size (head 0 has log2(input_size / 16) stride-2 convs) and head width."""
     try:
         num_ws = len({k.split(".")[1] for k in state if k.startswith("styles.")})
         w_dim = state["styles.0.linear.weight"].shape[0]
+        hidden = state["styles.0.linear.weight"].shape[1]
+        head0_convs = len([k for k in state
+                           if k.startswith("styles.0.convs.") and k.endswith(".weight")])
         if state["input_layer.0.weight"].shape[1] != 3:
             raise CheckpointFormatError(f"{path}: the encoder takes "
                                         f"{state['input_layer.0.weight'].shape[1]} input "
@@ -282,7 +304,8 @@ def encoder_layout(path: Path, state: dict) -> dict:
     if len(stages) != 4:
         raise CheckpointFormatError(f"{path}: the encoder body has {len(stages)} stages, not "
                                     "the 4 of IR-SE50")
-    return {"num_ws": num_ws, "w_dim": w_dim, "stages": tuple(map(tuple, stages))}
+    return {"num_ws": num_ws, "w_dim": w_dim, "stages": tuple(map(tuple, stages)),
+            "input_size": 16 * 2 ** head0_convs, "head_channels": None if hidden == w_dim else hidden}
 
 
 def _latent_avg(path: Path, data: dict, opts: dict, decoder, num_ws: int, notes: list[str]):
@@ -359,3 +382,111 @@ def save_ws(path: str | Path, ws: torch.Tensor, **extra) -> None:
         with open(tmp, "wb") as f:
             np.savez(f, ws=ws.detach().cpu().numpy().astype(np.float32),
                      extra=np.array(json.dumps(extra, default=str)))
+
+
+# ----------------------------------------------------------------------------- trained here
+
+TRAINED_FORMAT = "drfhq-encoder/1"
+
+
+@dataclass
+class TrainedEncoder:
+    """An encoder ``drfhq encoder train`` made for one generator: W+ = codes + ``latent_avg``
+    (the generator's w_avg, as pSp's start_from_latent_avg). ``generator`` records the network
+    it was trained for (label, sha256, resolution, num_ws, w_dim); ``extra`` the training's
+    summary (kimg, losses)."""
+
+    path: Path | None
+    kind: str
+    encoder: StyleEncoder
+    latent_avg: torch.Tensor  # [num_ws, w_dim]
+    generator: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return self.latent_avg.device
+
+    @property
+    def input_size(self) -> int:
+        return self.encoder.input_size
+
+    @torch.no_grad()
+    def ws(self, images: torch.Tensor, batch: int = 32) -> torch.Tensor:
+        """W+ ``[N, num_ws, w_dim]`` of aligned faces ``[N, 3, H, W]`` in [-1, 1] (any size:
+        resized to the encoder's input, area when shrinking)."""
+        from drfhq_lib.nets.perceptual import resize
+
+        x = resize(images.to(self.device, torch.float32), self.input_size)
+        codes = torch.cat([self.encoder(chunk) for chunk in x.split(batch)])
+        return codes + self.latent_avg[None]
+
+
+def trained_encoder_state(encoder: StyleEncoder, latent_avg: torch.Tensor,
+                          half: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a trained-encoder file: ``encoder/<name>`` and ``latent_avg``; ``half``
+    rounds floating-point tensors to fp16 (read back as fp32)."""
+    cast = (lambda t: t.half() if t.is_floating_point() else t) if half else (lambda t: t)
+    tensors = {f"encoder/{k}": cast(v.detach().cpu().clone(memory_format=torch.contiguous_format))
+               for k, v in encoder.state_dict().items()}
+    tensors["latent_avg"] = cast(latent_avg.detach().cpu().float().contiguous())
+    return tensors
+
+
+def save_trained_encoder(path: str | Path, encoder: StyleEncoder, latent_avg: torch.Tensor,
+                         generator: dict, extra: dict | None = None, half: bool = False) -> Path:
+    """Write a trained encoder as safetensors (tensors above; kind, init kwargs, the generator
+    record and ``extra`` in the header), atomically."""
+    from safetensors.torch import save_file
+
+    metadata = {"format": TRAINED_FORMAT, "kind": encoder.kind,
+                "init_kwargs": json.dumps(encoder.init_kwargs),
+                "generator": json.dumps(generator, default=str),
+                "extra": json.dumps(extra or {}, default=str)}
+    with atomic_path(path) as tmp:
+        save_file(trained_encoder_state(encoder, latent_avg, half), str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def load_trained_encoder(path: str | Path, device: torch.device | str = "cpu"
+                         ) -> TrainedEncoder:
+    """A file of :func:`save_trained_encoder`, every tensor loaded strictly, in eval mode."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointFormatError(f"{path}: no such encoder file; train one with `drfhq "
+                                    "encoder train --generator NET --out DIR` (it writes "
+                                    "DIR/encoder.safetensors)")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+    except Exception as err:  # noqa: BLE001 - truncated or not safetensors
+        raise CheckpointFormatError(f"{path}: not a readable encoder file (truncated, or not "
+                                    f"safetensors?): {err}; train it again") from None
+    if meta.get("format") != TRAINED_FORMAT:
+        raise CheckpointFormatError(f"{path}: not a drfhq encoder file (format "
+                                    f"{meta.get('format')!r}); official pSp/e4e checkpoints "
+                                    "are read by load_encoder, trained ones come from `drfhq "
+                                    "encoder train`")
+    try:
+        kind = meta["kind"]
+        kwargs = json.loads(meta["init_kwargs"])
+        kwargs["stages"] = tuple(map(tuple, kwargs["stages"]))
+        encoder = ENCODER_CLASSES[kind](**kwargs)
+        generator = json.loads(meta.get("generator", "{}"))
+        extra = json.loads(meta.get("extra", "{}"))
+    except (KeyError, ValueError, TypeError) as err:
+        raise CheckpointFormatError(f"{path}: damaged encoder metadata ({err}); train it "
+                                    "again") from None
+    state = {k[len("encoder/"):]: v.float() if v.is_floating_point() else v
+             for k, v in tensors.items() if k.startswith("encoder/")}
+    load_state_strict(path, f"{kind} encoder", encoder, state)
+    latent_avg = tensors.get("latent_avg")
+    if latent_avg is None or tuple(latent_avg.shape) != (encoder.num_ws, encoder.w_dim):
+        raise CheckpointFormatError(f"{path}: latent_avg missing or not [{encoder.num_ws}, "
+                                    f"{encoder.w_dim}]; train it again")
+    device = torch.device(device)
+    return TrainedEncoder(path, kind, encoder.eval().requires_grad_(False).to(device),
+                          latent_avg.float().to(device), generator, extra)

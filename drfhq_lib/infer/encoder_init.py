@@ -1,0 +1,70 @@
+"""Projection started from an encoder's W+ instead of w_avg.
+
+Encoders invert in one forward pass but reconstruct worse than the optimiser; starting the
+optimiser (:func:`drfhq_lib.infer.projection.project`, ``init_ws``) from an encoder's guess
+gets its quality in a fraction of its steps (benchmarks/bench_encoder_init.py measures how
+many on the mini world). The encoder must be one trained for the generator that is projected
+into (``drfhq encoder train --generator NET``); the mini world's G_rendering has one committed
+beside it (``encoder-miniworld-R64``), which ``drfhq enhance``/``drfhq demo`` use by default
+with the mini world's networks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from drfhq_lib.errors import DrfhqError
+from drfhq_lib.files import sha256_file
+from drfhq_lib.nets import weights
+from drfhq_lib.nets.encoders import TrainedEncoder, load_trained_encoder
+from drfhq_lib.nets.weights import Resolved
+
+MINIWORLD_ENCODER = "encoder-miniworld-R64"  # registry name of the committed encoder
+INITS = ("w_avg", "encoder")
+TRAIN_HINT = "train one with `drfhq encoder train --generator NET --out DIR`"
+
+
+def miniworld_encoder() -> Resolved | None:
+    """The committed mini-world encoder (verified against its registry sha256), None if the
+    file is not there."""
+    net = weights.get(MINIWORLD_ENCODER)
+    return weights.resolve(MINIWORLD_ENCODER, "official") if net.find() else None
+
+
+def encoder_record(path: str | Path) -> Resolved:
+    """An encoder file as a network of a run's provenance (its registry name when it is the
+    committed one)."""
+    path = Path(path)
+    digest = sha256_file(path)
+    committed = weights.get(MINIWORLD_ENCODER)
+    name = MINIWORLD_ENCODER if digest == committed.sha256 else f"encoder:{path.name}"
+    return Resolved(name, "official", name, path, digest)
+
+
+def compatibility_notes(encoder: TrainedEncoder, G, generator_sha256: str | None = None
+                        ) -> list[str]:
+    """Why ``encoder`` cannot start projections into ``G`` (DrfhqError: another W+ shape), or
+    notes on a weaker match (a generator other than the one it was trained for)."""
+    shape = (G.num_ws, G.w_dim)
+    if tuple(encoder.latent_avg.shape) != shape:
+        raise DrfhqError(f"{encoder.path}: the encoder gives W+ of {tuple(encoder.latent_avg.shape)}"
+                         f" (trained for {encoder.generator.get('label', '?')}), G_rendering "
+                         f"takes {shape}; {TRAIN_HINT} for this G_rendering")
+    trained_for = encoder.generator.get("sha256")
+    if generator_sha256 and trained_for and generator_sha256 != trained_for:
+        return [f"{encoder.path}: trained for {encoder.generator.get('label')} (sha256 "
+                f"{trained_for[:12]}), not this G_rendering ({generator_sha256[:12]}): the "
+                f"projection starts from its guess all the same; {TRAIN_HINT} for the best start"]
+    return []
+
+
+def load_encoder_init(path: str | Path, G, device: torch.device | str = "cpu",
+                      generator_sha256: str | None = None
+                      ) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
+    """(``targets -> W+``, notes) for ``project_to_files(init=...)`` from an encoder file."""
+    encoder = load_trained_encoder(path, device)
+    notes = compatibility_notes(encoder, G, generator_sha256)
+    return (lambda targets: encoder.ws(targets)), notes

@@ -1,0 +1,193 @@
+"""Encoders trained here (``drfhq encoder train``) and the projection started from them.
+
+Oracles: closed forms of the layout (each head halves its map down to 1x1), an uninterrupted
+run for the resumed one, the generator's own samples for the latent targets, and, on the
+mini world, the LPIPS network scoring two starts of the same projector on held-out renders
+(identities of seed 2, never seen in training)."""
+
+import json
+import pytest
+import torch
+
+from drfhq_lib import cli
+from drfhq_lib.errors import CheckpointFormatError, DrfhqError
+from drfhq_lib.infer import encoder_init, encoder_job
+from drfhq_lib.infer.encoder_training import EncoderTrainConfig, EncoderTrainer, sample_targets
+from drfhq_lib.infer.projection import ProjectionParams, project, render, w_statistics
+from drfhq_lib.nets import encoders, save_network
+from drfhq_lib.nets.weights import Resolved
+from test_miniworld_method import heldout  # noqa: F401 (fixture: 6 held-out ids, seed 2)
+from test_networks import tiny_g
+
+TINY_STAGES = ((16, 16, 1), (16, 24, 1), (24, 32, 1), (32, 48, 1))  # widths change per stage
+
+
+def tiny_config(**kw):
+    return EncoderTrainConfig(**{"stages": TINY_STAGES, "head_channels": 16, "batch": 4,
+                                 "kimg": 0.016, **kw})
+
+
+@pytest.fixture(scope="module")
+def G():
+    return tiny_g(3)  # 32 px, W+ 8 x 32
+
+
+# ----------------------------------------------------------------------------- layout and files
+
+def test_a_64px_encoder_has_heads_that_end_at_1x1():
+    enc = encoders.Encoder4Editing(10, 256, TINY_STAGES, input_size=64, head_channels=24)
+    # the coarse heads read the 4x4 end of stage 4, middle 8x8, fine 16x16: log2 of it convs
+    convs = [sum(isinstance(m, torch.nn.Conv2d) for m in head.convs) for head in enc.styles]
+    assert convs == [2] * 3 + [3] * 4 + [4] * 3
+    assert enc.styles[0].linear.weight.shape == (256, 24)
+    out = enc.eval()(torch.randn(2, 3, 64, 64))
+    assert out.shape == (2, 10, 256)
+    layout = encoders.encoder_layout("x", enc.state_dict())
+    assert layout == {"num_ws": 10, "w_dim": 256, "stages": TINY_STAGES, "input_size": 64,
+                      "head_channels": 24}
+    with pytest.raises(ValueError, match="power of two"):
+        encoders.Encoder4Editing(10, 256, TINY_STAGES, input_size=48)
+
+
+def test_trained_encoder_file_round_trip_fp16_and_refusals(tmp_path, G):
+    enc = encoders.GradualStyleEncoder(G.num_ws, G.w_dim, TINY_STAGES, 32, 16).eval()
+    avg = torch.randn(G.num_ws, G.w_dim)
+    record = {"label": "tiny", "sha256": "ab" * 32, "num_ws": G.num_ws, "w_dim": G.w_dim}
+    full = encoders.save_trained_encoder(tmp_path / "e.safetensors", enc, avg, record, {"k": 1})
+    half = encoders.save_trained_encoder(tmp_path / "h.safetensors", enc, avg, record, half=True)
+    x = torch.rand(3, 3, 64, 64) * 2 - 1  # read at any size: area-resized to 32 px
+    with torch.no_grad():
+        expected = enc(torch.nn.functional.interpolate(x, size=32, mode="area")) + avg
+    a, b = encoders.load_trained_encoder(full), encoders.load_trained_encoder(half)
+    assert a.kind == "psp" and a.generator == record and a.extra == {"k": 1}
+    assert torch.equal(a.ws(x), expected)
+    # fp16 keeps 11 significant bits: relative error of a few 1e-3 through a small network
+    assert (b.ws(x) - expected).abs().max() < 1e-2 * expected.abs().max()
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    save_network(tmp_path / "g.safetensors", {"G": G})
+    with pytest.raises(CheckpointFormatError, match="g.safetensors.*not a drfhq encoder"):
+        encoders.load_trained_encoder(tmp_path / "g.safetensors")
+    with pytest.raises(DrfhqError, match=r"e.safetensors.*\(8, 32\).*takes \(10, 256\)"):
+        encoder_init.compatibility_notes(a, type("G", (), {"num_ws": 10, "w_dim": 256}))
+    other = encoder_init.compatibility_notes(a, G, "cd" * 32)
+    assert len(other) == 1 and "trained for tiny" in other[0]
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_samples_carry_their_true_w_plus(G):
+    images, ws = sample_targets(G, 6, torch.Generator().manual_seed(0), 1.0, torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.allclose(images, G.synthesis(ws, noise_mode="const"), atol=1e-6)
+    # every sample is mixed at some layer: two w's, rows from the cut on equal to the second
+    changes = [(w[1:] != w[:-1]).any(1).nonzero().flatten().tolist() for w in ws]
+    assert all(len(c) == 1 for c in changes)
+
+
+def test_a_resumed_run_takes_the_steps_of_an_uninterrupted_one(tmp_path, G, monkeypatch):
+    cfg = tiny_config(kimg=0.024)  # 6 steps; snapshots every 2
+    gen_record = {"label": "tiny", "sha256": "ab" * 32}
+    nets = [Resolved("tiny", "official", "tiny", None, "ab" * 32)]
+    straight = encoder_job.train_encoder(G, tmp_path / "a", cfg, gen_record, nets,
+                                         snapshot_kimg=0.008, progress=False)
+    calls = {"n": 0}
+    step = EncoderTrainer.step
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 4:  # after the snapshot at step 2, in the middle of the next interval
+            raise KeyboardInterrupt
+        return step(self)
+    monkeypatch.setattr(EncoderTrainer, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        encoder_job.train_encoder(G, tmp_path / "b", cfg, gen_record, nets,
+                                  snapshot_kimg=0.008, progress=False)
+    assert not (tmp_path / "b" / encoder_job.FINAL).exists()
+    monkeypatch.setattr(EncoderTrainer, "step", step)
+    resumed = encoder_job.train_encoder(G, tmp_path / "b", cfg, gen_record, nets,
+                                        snapshot_kimg=0.008, progress=False)
+    a, b = encoders.load_trained_encoder(straight), encoders.load_trained_encoder(resumed)
+    for (name, x), y in zip(a.encoder.state_dict().items(), b.encoder.state_dict().values()):
+        assert torch.equal(x, y), name
+    with pytest.raises(DrfhqError, match="other settings.*lr"):
+        encoder_job.train_encoder(G, tmp_path / "b", tiny_config(kimg=0.024, lr=0.5),
+                                  gen_record, nets, progress=False)
+
+
+def test_training_moves_the_guess_from_w_avg_towards_the_true_w(G):
+    trainer = EncoderTrainer(G, tiny_config(kimg=0.2), "cpu")
+    before = trainer.evaluate()["val_latent"]
+    assert 0.8 < before < 1.2  # the heads start near zero: the guess is w_avg, error ~ var(w)
+    while not trainer.done:
+        trainer.step()
+    assert trainer.evaluate()["val_latent"] < 0.8 * before
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_trains_resumes_and_exports(tmp_path, G, capsys):
+    save_network(tmp_path / "g.safetensors", {"G_ema": G})
+    args = ["encoder", "train", "--generator", str(tmp_path / "g.safetensors"), "--out",
+            str(tmp_path / "run"), "--kimg", "0.008", "--batch", "4", "--head-channels", "16",
+            "--snapshot-kimg", "0.004", "--export", str(tmp_path / "export"), "--label",
+            "enc-tiny", "--no-progress", "--device", "cpu"]
+    assert cli.main(args) == 0
+    run = tmp_path / "run"
+    record = json.loads((run / "encoder.safetensors.provenance.json").read_text())
+    assert record["command"].startswith("drfhq encoder train --generator")
+    assert record["kimg"] == 0.008 and record["steps"] == 2 and "train_seconds" in record
+    assert record["networks"][0]["label"] == "g.safetensors"
+    exported = json.loads((tmp_path / "export" / "enc-tiny.provenance.json").read_text())
+    from drfhq_lib.files import sha256_file
+    assert exported["sha256"] == sha256_file(tmp_path / "export" / "enc-tiny.safetensors")
+    assert exported["fp16_max_ws_error_over_w_std"] < 0.05
+    assert cli.main(args) == 0  # finished: the rerun trains nothing and writes the same result
+    assert "other settings" not in capsys.readouterr().err
+    code = cli.main(["encoder", "train", "--generator", str(tmp_path / "nope.pkl"), "--out",
+                     str(run)])
+    assert code == 2 and "--generator" in capsys.readouterr().err
+
+
+def test_enhance_init_flags_are_checked(tmp_path, capsys):
+    from drfhq_lib.infer import enhance
+
+    render_ = str(enhance.SAMPLES / "kenji_portrait.png")
+    code = cli.main(["enhance", render_, "--init", "w_avg", "--encoder", str(tmp_path / "e"),
+                     "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert code == 2 and "--init w_avg" in capsys.readouterr().err
+    code = cli.main(["enhance", render_, "--init", "encoder", "--encoder",
+                     str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "o"),
+                     "--device", "cpu"])
+    assert code == 2 and "missing.safetensors" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the mini world
+
+MINI = pytest.mark.skipif(encoder_init.miniworld_encoder() is None,
+                          reason="the committed mini-world encoder is missing")
+
+
+@MINI
+def test_encoder_start_beats_w_avg_at_equal_steps_on_held_out_renders(heldout, lpips_hed):
+    from drfhq_lib.miniworld import models
+    from drfhq_lib.nets import weights
+
+    targets = heldout[0][:3]  # R renders of identities never seen in training (seed 2)
+    name = models.rendering_name(models.RESOLUTION)
+    G = models.load_generator(name)
+    init, notes = encoder_init.load_encoder_init(encoder_init.miniworld_encoder().path, G,
+                                                 generator_sha256=weights.resolve(name).sha256)
+    assert notes == [], "the committed encoder is stale: retrain it (see its provenance)"
+    params = ProjectionParams(steps=10, loss_size=64, w_avg_samples=2000)
+    stats = w_statistics(G, params, torch.device("cpu"))
+    guess = init(targets)
+    with torch.no_grad():  # the guess alone is closer than w_avg ...
+        w_avg = stats[0].expand(len(targets), G.num_ws, -1)
+        assert lpips_hed(render(G, guess), targets).mean() < \
+            lpips_hed(render(G, w_avg), targets).mean()
+    # ... and the same 10 steps of the same projector end lower from it
+    from_avg = project(G, targets, lpips_hed, params, progress=False, w_stats=stats)
+    from_enc = project(G, targets, lpips_hed, params, progress=False, w_stats=stats,
+                       init_ws=guess)
+    assert sum(from_enc.final_loss) < sum(from_avg.final_loss), \
+        (from_enc.final_loss, from_avg.final_loss)
