@@ -101,7 +101,8 @@ class GradualStyleBlock(nn.Module):
         for i in range(int(math.log2(spatial))):
             layers += [nn.Conv2d(in_c if i == 0 else hidden, hidden, 3, 2, 1), nn.LeakyReLU()]
         self.convs = nn.Sequential(*layers)
-        self.linear = EqualLinear(hidden, out_c)
+        # a head on a 1x1 map has no convs: its linear sees the map's own channels
+        self.linear = EqualLinear(hidden if layers else in_c, out_c)
         self.out_c = out_c
 
     def forward(self, x):
@@ -283,7 +284,9 @@ def encoder_layout(path: Path, state: dict) -> dict:
     try:
         num_ws = len({k.split(".")[1] for k in state if k.startswith("styles.")})
         w_dim = state["styles.0.linear.weight"].shape[0]
-        hidden = state["styles.0.linear.weight"].shape[1]
+        conv0 = [v for k, v in state.items() if k.startswith("styles.")
+                 and k.endswith(".convs.0.weight")]
+        hidden = conv0[0].shape[0] if conv0 else w_dim
         head0_convs = len([k for k in state
                            if k.startswith("styles.0.convs.") and k.endswith(".weight")])
         if state["input_layer.0.weight"].shape[1] != 3:
