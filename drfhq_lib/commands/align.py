@@ -14,8 +14,14 @@ def add_align_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files and/or folders")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--size", type=int, default=1024, help="output size in pixels (1024)")
-    p.add_argument("--detector", choices=["hog", "mmod"], default="hog",
-                   help="dlib face detector: HOG (fast) or the MMOD CNN (more poses)")
+    p.add_argument("--detector", choices=["cascade", "hog", "mmod"], default="cascade",
+                   help="cascade (default): dlib's HOG, then the MMOD CNN where HOG finds "
+                   "nothing, its box converted to the kind the landmark predictor expects; "
+                   "or HOG or MMOD alone")
+    p.add_argument("--landmarker", choices=["facemesh", "dlib"], default="facemesh",
+                   help="facemesh (default): MediaPipe's face mesh seeded by dlib's points "
+                   "(better on renders); dlib: the 68-point predictor alone (with --detector "
+                   "hog: the FFHQ recipe as published)")
     p.add_argument("--min-face", type=float, default=0.0,
                    help="smallest eye-to-eye distance accepted, in original pixels")
     p.add_argument("--overwrite", action="store_true", help="redo outputs that exist")
@@ -32,7 +38,8 @@ def run(args) -> int:
         raise DrfhqError(f"--size {args.size}: must be a positive number of pixels (1024 for "
                          "DRFHQ)")
     report = align_folder(inputs, args.out, args.size, detector=args.detector,
-                          min_face=args.min_face, overwrite=args.overwrite,
+                          landmarker=args.landmarker, min_face=args.min_face,
+                          overwrite=args.overwrite,
                           manifest=args.manifest, limit=args.limit)
     if not report.rows:
         raise DrfhqError(f"{', '.join(map(str, inputs))}: no images (by suffix) to align")

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from drfhq_lib.data.align import FaceTooSmallError, align_face
+from drfhq_lib.data.detect import align_detected
 from drfhq_lib.data.manifest import (SIDECAR_SUFFIX, BatchReport, Manifest, expand_inputs,
                                      unique_stems)
 from drfhq_lib.errors import BadImageError, DrfhqError, NoFaceError
@@ -60,7 +61,12 @@ def _align_one(file: Path, output: Path, size: int, overwrite: bool, options: di
             row.update(quad=json.dumps(record.get("quad")), faces=record.get("faces_found") or "")
         return row
     try:
-        result = align_face(file, size, **options)
+        options = dict(options)
+        detector, landmarker = options.pop("detector"), options.pop("landmarker")
+        if landmarker == "dlib" and detector in ("hog", "mmod"):  # the recipe as published
+            result = align_face(file, size, detector=detector, **options)
+        else:
+            result = align_detected(file, size, detector, landmarker, **options)
     except Exception as err:  # a batch never stops on one file: the manifest says why
         row.update(status=_status_of(err), output="",
                    reason=str(err) if isinstance(err, DrfhqError)
@@ -79,7 +85,8 @@ def _align_one(file: Path, output: Path, size: int, overwrite: bool, options: di
 
 
 def align_folder(inputs, out_dir: str | os.PathLike, size: int = 1024, *,
-                 detector: str = "hog", min_face: float = 0.0, overwrite: bool = False,
+                 detector: str = "cascade", landmarker: str = "facemesh",
+                 min_face: float = 0.0, overwrite: bool = False,
                  manifest: str | os.PathLike | None = None, limit: int | None = None,
                  progress: bool = True, **align_options) -> BatchReport:
     """Align every image of ``inputs`` (files and/or folders) into ``out_dir``.
@@ -91,7 +98,13 @@ def align_folder(inputs, out_dir: str | os.PathLike, size: int = 1024, *,
     it finishes: file, status (ok, exists, no_face, too_small, bad_image, error), reason, faces,
     output, quad (JSON). One bad file never stops the batch; existing outputs are kept (status
     'exists') unless ``overwrite``; a rerun therefore resumes. ``limit``: first N inputs only.
-    Other keyword arguments go to :func:`~drfhq_lib.data.align.align_face`.
+
+    ``detector``: 'cascade' (HOG, then MMOD with its box converted), 'hog' or 'mmod';
+    ``landmarker``: 'facemesh' (MediaPipe's mesh seeded by dlib) or 'dlib'
+    (:func:`drfhq_lib.data.detect.detect_face`). 'hog' or 'mmod' with 'dlib' is the FFHQ recipe
+    as published (:func:`~drfhq_lib.data.align.align_face`). Other keyword arguments go to
+    ``align_face``. A missing network file stops the batch (MissingWeightsError) before any
+    image is written.
     """
     from tqdm.auto import tqdm
 
@@ -99,7 +112,16 @@ def align_folder(inputs, out_dir: str | os.PathLike, size: int = 1024, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     files = expand_inputs(inputs)[:limit]
     names = _output_names(files)
-    options = dict(detector=detector, min_face=min_face, **align_options)
+    options = dict(detector=detector, landmarker=landmarker, min_face=min_face, **align_options)
+    # A missing network file fails now, with the way out, not once per image.
+    if detector in ("cascade", "mmod"):
+        from drfhq_lib.nets import weights
+
+        weights.official_path("dlib-mmod-detector")
+    if landmarker == "facemesh":
+        from drfhq_lib.nets.facemesh import build_facemesh
+
+        build_facemesh(align_options.get("device", "cpu"))
     rows = []
     with Manifest(Path(manifest or out_dir / "manifest.csv"), ALIGN_FIELDS, key="file") as log:
         bar = tqdm(files, desc="align", unit="img", disable=not progress)

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from drfhq_lib.data.align import align_face
+from drfhq_lib.data.detect import align_detected
 from drfhq_lib.data.dataset import Manifest
 from drfhq_lib.data.images import IMAGE_SUFFIXES, load_image, pil_to_tensor, tensor_to_pil
 from drfhq_lib.errors import DrfhqError
@@ -69,7 +69,7 @@ def _aligned(paths: list[Path], out_dir: Path, size: int) -> tuple[dict, dict]:
         target = out_dir / "aligned" / f"{path.stem}.png"
         try:
             if not target.exists():
-                write_png_atomic(target, align_face(path, size=size).image)
+                write_png_atomic(target, align_detected(path, size=size).image)
             aligned[path.stem] = (path, target)
         except (DrfhqError, OSError, ValueError) as err:
             failed[path.stem] = (path, str(err))

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from drfhq_lib import finetune
-from drfhq_lib.data.align import align_face
+from drfhq_lib.data.detect import align_detected
 from drfhq_lib.data.images import pil_to_tensor
 from drfhq_lib.errors import CheckpointFormatError, DrfhqError
 from drfhq_lib.eval.variants import OK, Variant, networks_of, not_run
@@ -189,7 +189,7 @@ def enhanced_inputs(rows_by_variant: Mapping[str, Mapping[str, dict]], out_dirs:
 def projected_face(path: Path, resolution: int, size: int | None = None) -> torch.Tensor:
     """The aligned face [1, 3, R, R] exactly as the enhance pipeline projected it (aligned at
     ``size``, default R, then resized to the generator's resolution R)."""
-    return resize(pil_to_tensor(align_face(path, size=size or resolution).image), resolution)
+    return resize(pil_to_tensor(align_detected(path, size=size or resolution).image), resolution)
 
 
 def result_pairs(inputs: Sequence[Path], out_dirs: Mapping[str, Path], G_real: nn.Module,

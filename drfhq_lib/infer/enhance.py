@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from drfhq_lib.infer import composite
 from drfhq_lib.nets import faceparse
 from drfhq_lib.nets import weights
-from drfhq_lib.data.align import Alignment, align_face, paste_back
+from drfhq_lib.data.align import Alignment, paste_back
+from drfhq_lib.data.detect import align_detected
 from drfhq_lib.data.manifest import Manifest, part_path, unique_stems
 from drfhq_lib.data.manifest import expand_inputs  # noqa: F401 (enhance.expand_inputs, notebooks)
 from drfhq_lib.errors import DrfhqError
@@ -121,7 +122,7 @@ def postprocess_steps(path: Path, latent_file: Path, nets: Networks, size: int |
     """Fig. 17 for one enhanced input: its projected latent rendered by G_real, the aligned
     result and mask, then every step of ``composite_steps``."""
     size = size or nets.G_real.img_resolution
-    alignment = align_face(path, size=size)
+    alignment = align_detected(path, size=size)
     ws = load_latent(latent_file)["ws"][None].to(device)
     result = resize(render(nets.G_real, ws), size)
     mask, _ = face_mask_aligned(result, alignment, prefer)
@@ -255,7 +256,7 @@ def _aligned_inputs(names: dict[Path, str], size: int, manifest: Manifest
     for path, name in names.items():
         start = time.perf_counter()
         try:
-            todo[name] = (path, align_face(path, size=size), start)
+            todo[name] = (path, align_detected(path, size=size), start)
         except (DrfhqError, OSError, ValueError) as err:
             manifest.add(_row(path, "failed", start, str(err)))
     return todo
