@@ -2,13 +2,17 @@
 held-out identities: steps to equal LPIPS, seconds per portrait, and the ground-truth score.
 
     python benchmarks/bench_encoder_init.py [--count 10] [--baseline-steps 500]
-        [--steps 10 25 50 100] [--encoder FILE] [--heldout DIR] [--out DIR] [--batch 10]
+        [--steps 10 25 50 100] [--no-noise-steps 100] [--encoder FILE] [--heldout DIR]
+        [--out DIR] [--batch 10]
 
 Each held-out identity's R render (seed 2: never seen in training; rendered and aligned under
 OUT/heldout unless --heldout names an aligned folder) is projected into G_rendering_mini
 (``stylegan2-miniworld-R64``) from w_avg with the paper's 500 steps, from w_avg with as many
 steps as the longest encoder run, and from the encoder's W+ with each of ``--steps`` (each a
-complete run of the projector with its schedules scaled to that many steps). Reported per run:
+complete run of the projector with its schedules scaled to that many steps), and from the
+encoder's W+ without the projector's latent noise (``--no-noise-steps``: the noise explores
+around w_avg, which a good start does not need; the control ``w_avg, K steps, no latent noise``
+tells the start's share from the noise's). Reported per run:
 
 * ``final LPIPS``: the projector's own last distance (with its optimised noise maps), what
   ``drfhq enhance`` writes into its manifest; ``recon LPIPS``: G_rendering(W+) with the
@@ -48,15 +52,18 @@ BUILD_HELDOUT = Path("runs/miniworld/aligned/heldout")  # `drfhq miniworld train
 
 
 def run_projection(name: str, G, data, out: Path, lpips_net, steps: int, batch: int,
-                   init=None) -> tuple[torch.Tensor, list[float], dict]:
-    """(W+ [N, num_ws, w_dim], final LPIPS per id, timing) of one run, resumable."""
+                   init=None, noise: float = ProjectionParams.initial_noise_factor
+                   ) -> tuple[torch.Tensor, list[float], dict]:
+    """(W+ [N, num_ws, w_dim], final LPIPS per id, timing) of one run, resumable; ``noise``:
+    the projector's initial latent noise factor."""
     folder = out / name
     timing_file = folder / "timing.json"
     timing = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     targets = dict(zip(data.ids, data.R))
     todo = [i for i in data.ids if not (folder / f"{i}.npz").exists()]
     if todo:
-        params = ProjectionParams(steps=steps, loss_size=G.img_resolution)
+        params = ProjectionParams(steps=steps, loss_size=G.img_resolution,
+                                  initial_noise_factor=noise)
         wall, cpu = time.perf_counter(), time.process_time()
         project_to_files(G, targets, folder, lpips_net, params, batch, True, init=init)
         timing = {"wall_s": timing.get("wall_s", 0) + time.perf_counter() - wall,
@@ -90,6 +97,9 @@ def main() -> None:
     parser.add_argument("--baseline-steps", type=int, default=500)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 25, 50, 100],
                         help="encoder-initialised runs (steps each)")
+    parser.add_argument("--no-noise-steps", type=int, nargs="*", default=[100],
+                        help="encoder-initialised runs without the projector's latent noise "
+                             "(its exploration around w_avg; a good start needs none)")
     parser.add_argument("--encoder", type=Path, default=None,
                         help="encoder file (default: the committed encoder-miniworld-R64)")
     parser.add_argument("--heldout", type=Path, default=None,
@@ -115,17 +125,22 @@ def main() -> None:
     for note in notes:
         print("note:", note)
     longest = max(args.steps)
-    runs = {f"w_avg, {args.baseline_steps} steps": ("w_avg", args.baseline_steps),
-            f"w_avg, {longest} steps": ("w_avg", longest),
-            **{f"encoder, {k} steps": ("encoder", k) for k in sorted(args.steps)}}
+    noise = ProjectionParams.initial_noise_factor
+    runs = {f"w_avg, {args.baseline_steps} steps": ("w_avg", args.baseline_steps, noise),
+            f"w_avg, {longest} steps": ("w_avg", longest, noise),
+            **{f"encoder, {k} steps": ("encoder", k, noise) for k in sorted(args.steps)},
+            **{f"encoder, {k} steps, no latent noise": ("encoder", k, 0.0)
+               for k in sorted(args.no_noise_steps)}}
+    if args.no_noise_steps:  # the control: is it the start, or only the absence of noise?
+        runs[f"w_avg, {longest} steps, no latent noise"] = ("w_avg", longest, 0.0)
     results, ws_of = {}, {}
     ws_of["encoder only"], timing = encoder_only(init, data, args.out)
     results["encoder only"] = {"init": "encoder", "steps": 0, "final_lpips": None,
                                "timing": timing}
-    for label, (start, steps) in runs.items():
-        slug = f"{start}-{steps}"
+    for label, (start, steps, factor) in runs.items():
+        slug = f"{start}-{steps}" + ("" if factor == noise else f"-noise{factor:g}")
         ws, final, timing = run_projection(slug, G, data, args.out, lpips_net, steps, batch,
-                                           init if start == "encoder" else None)
+                                           init if start == "encoder" else None, factor)
         ws_of[label] = ws
         results[label] = {"init": start, "steps": steps, "final_lpips": float(np.mean(final)),
                           "final_lpips_per_id": final, "timing": timing}
@@ -155,7 +170,8 @@ def main() -> None:
     print(f"\nmini world ({models.WORLD_NOTE}); {len(data.ids)} held-out identities (seed 2); "
           f"G_rendering {mini.labels['full']}; LPIPS {lpips_net.label}; encoder {encoder_file}; "
           f"threads {torch.get_num_threads()}\n")
-    head = (f"{'run':22} {'final LPIPS':>11} {'recon LPIPS':>11} {'GT LPIPS':>9} {'GT PSNR':>8} "
+    head = (f"{'run':37} {'final LPIPS':>11} {'recon LPIPS':>11} {'GT LPIPS':>9} "
+            f"{'GT PSNR':>8} "
             f"{'GT lmk':>7} {'GT no worse':>11} {'s/portrait':>10} {'CPU s':>7}")
     print(head)
     print("-" * len(head))
@@ -166,12 +182,13 @@ def main() -> None:
         final = f"{r['final_lpips']:.4f}" if r["final_lpips"] is not None else "-"
         ok = "baseline" if label == baseline else \
             ("yes" if all(v["no_worse"] for v in r["vs_baseline"].values()) else "NO")
-        print(f"{label:22} {final:>11} {r['recon_lpips']:>11.4f} {gt['lpips']:>9.4f} "
+        print(f"{label:37} {final:>11} {r['recon_lpips']:>11.4f} {gt['lpips']:>9.4f} "
               f"{gt['psnr']:>8.2f} {gt['landmarks']:>7.4f} {ok:>11} {per:>10.2f} {cpu:>7.2f}")
     print(f"\nsteps to equal LPIPS: w_avg {args.baseline_steps} (final LPIPS {target:.4f}); "
           + (f"encoder {steps_to_equal} ({args.baseline_steps / steps_to_equal:.0f}x fewer)"
              if steps_to_equal else f"encoder: not reached within {longest} steps"))
-    summary = {"count": len(data.ids), "ids": data.ids, "heldout": str(heldout), "baseline": baseline,
+    summary = {"count": len(data.ids), "ids": data.ids, "heldout": str(heldout),
+               "baseline": baseline,
                "baseline_final_lpips": target, "steps_to_equal_lpips": steps_to_equal,
                "encoder": str(encoder_file), "lpips": lpips_net.label, "world": models.WORLD_NOTE,
                "threads": torch.get_num_threads(), "runs": results, "notes": notes}

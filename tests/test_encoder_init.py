@@ -24,7 +24,7 @@ TINY_STAGES = ((16, 16, 1), (16, 24, 1), (24, 32, 1), (32, 48, 1))  # widths cha
 
 def tiny_config(**kw):
     return EncoderTrainConfig(**{"stages": TINY_STAGES, "head_channels": 16, "batch": 4,
-                                 "kimg": 0.016, **kw})
+                                 "kimg": 0.016, "lpips_weight": 0.0, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -126,16 +126,25 @@ def test_training_moves_the_guess_from_w_avg_towards_the_true_w(G):
 # ----------------------------------------------------------------------------- CLI
 
 def test_cli_trains_resumes_and_exports(tmp_path, G, capsys):
+    from drfhq_lib.data.images import tensor_to_pil
+
     save_network(tmp_path / "g.safetensors", {"G_ema": G})
+    images, _ = sample_targets(G, 2, torch.Generator().manual_seed(7), 0.0, torch.device("cpu"))
+    for i, image in enumerate(tensor_to_pil(images.clamp(-1, 1))):  # "real" aligned faces
+        (tmp_path / "real").mkdir(exist_ok=True)
+        image.save(tmp_path / "real" / f"{i}.png")
     args = ["encoder", "train", "--generator", str(tmp_path / "g.safetensors"), "--out",
             str(tmp_path / "run"), "--kimg", "0.008", "--batch", "4", "--head-channels", "16",
-            "--snapshot-kimg", "0.004", "--export", str(tmp_path / "export"), "--label",
-            "enc-tiny", "--no-progress", "--device", "cpu"]
+            "--lpips-weight", "0", "--images", str(tmp_path / "real"), "--real-every", "1",
+            "--real-batch", "2", "--real-lpips-weight", "0", "--snapshot-kimg", "0.004",
+            "--export", str(tmp_path / "export"), "--label", "enc-tiny", "--no-progress",
+            "--device", "cpu"]
     assert cli.main(args) == 0
     run = tmp_path / "run"
     record = json.loads((run / "encoder.safetensors.provenance.json").read_text())
     assert record["command"].startswith("drfhq encoder train --generator")
     assert record["kimg"] == 0.008 and record["steps"] == 2 and "train_seconds" in record
+    assert record["real_inputs"] == 2 and "real_pixel" in record["log"][-1]
     assert record["networks"][0]["label"] == "g.safetensors"
     exported = json.loads((tmp_path / "export" / "enc-tiny.provenance.json").read_text())
     from drfhq_lib.files import sha256_file

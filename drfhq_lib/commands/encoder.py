@@ -140,7 +140,8 @@ def add_cli(subparsers) -> None:
     t.add_argument("--images", type=Path, nargs="+", default=None,
                    help="folders/files of real aligned faces (image losses only)")
     t.add_argument("--kind", choices=("e4e", "psp"), default=None, help=f"({C.kind})")
-    t.add_argument("--kimg", type=float, default=None, help=f"sampled images, thousands ({C.kimg:g})")
+    t.add_argument("--kimg", type=float, default=None,
+                   help=f"sampled images, thousands ({C.kimg:g})")
     t.add_argument("--batch", type=int, default=None, help=f"({C.batch})")
     t.add_argument("--lr", type=float, default=None, help=f"Adam ({C.lr:g})")
     t.add_argument("--mixing", type=float, default=None,

@@ -3,6 +3,8 @@ out (:mod:`drfhq_lib.infer.enhance`)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 
 from drfhq_lib.commands.options import (Deprecated, add_device, add_prefer, batch_exit_code,
@@ -101,6 +103,8 @@ def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
     batch = args.batch or default_batch(torch.device(device), size)
     composite = enhance.CompositeParams(args.erode, args.blur, args.color_match)
     init, start, encoder_r, notes = choose_init(args, nets, device)
+    if init is not None:  # the latent noise explores around w_avg; from a guess it only costs
+        params = dataclasses.replace(params, initial_noise_factor=0.0)
     say(f"{args.cmd}: projection starts from "
         + (f"the encoder {encoder_r.path}" if encoder_r else "w_avg") + f", {params.steps} steps",
         flush=True)
@@ -192,7 +196,8 @@ def _common_arguments(p, out_default: str | None) -> None:
                    help="where the projection starts: w_avg (the paper's), or an encoder's "
                         "W+ (--encoder; `drfhq encoder train` makes one); auto (default): "
                         "--encoder if given, the committed encoder with the mini world's "
-                        "networks, else w_avg")
+                        "networks, else w_avg. From an encoder the projector adds no "
+                        "latent noise")
     p.add_argument("--encoder", type=Path, default=None,
                    help="encoder file for --init encoder (`drfhq encoder train`'s "
                         "OUT/encoder.safetensors)")

@@ -50,9 +50,10 @@ def compatibility_notes(encoder: TrainedEncoder, G, generator_sha256: str | None
     notes on a weaker match (a generator other than the one it was trained for)."""
     shape = (G.num_ws, G.w_dim)
     if tuple(encoder.latent_avg.shape) != shape:
-        raise DrfhqError(f"{encoder.path}: the encoder gives W+ of {tuple(encoder.latent_avg.shape)}"
-                         f" (trained for {encoder.generator.get('label', '?')}), G_rendering "
-                         f"takes {shape}; {TRAIN_HINT} for this G_rendering")
+        raise DrfhqError(f"{encoder.path}: the encoder gives W+ of "
+                         f"{tuple(encoder.latent_avg.shape)} (trained for "
+                         f"{encoder.generator.get('label', '?')}), G_rendering takes {shape}; "
+                         f"{TRAIN_HINT} for this G_rendering")
     trained_for = encoder.generator.get("sha256")
     if generator_sha256 and trained_for and generator_sha256 != trained_for:
         return [f"{encoder.path}: trained for {encoder.generator.get('label')} (sha256 "

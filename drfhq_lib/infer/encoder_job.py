@@ -147,9 +147,9 @@ def export(G, encoder_file, dest, label: str, command: str, device="cpu") -> Pat
     sidecar = encoder_file.with_name(encoder_file.name + ".provenance.json")
     record = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     write_json_atomic(dest.with_name(f"{label}.provenance.json"), {
-        **record, "artifact": dest.name, "label": label, "network": f"W+ encoder ({trained.kind}) for "
-        f"{trained.generator.get('label')}", "sha256": sha256_file(dest),
-        "bytes": os.path.getsize(dest), "export_command": command,
+        **record, "artifact": dest.name, "label": label,
+        "network": f"W+ encoder ({trained.kind}) for {trained.generator.get('label')}",
+        "sha256": sha256_file(dest), "bytes": os.path.getsize(dest), "export_command": command,
         "fp16_max_ws_error_over_w_std": fp16_error(G, encoder_file, dest, device),
         "exported_from": str(encoder_file)})
     return dest

@@ -7,7 +7,7 @@ known: each step draws ``batch`` latents (z -> w through the frozen mapping; opt
 style-mixed at a random layer, so targets cover W+ and not only W), renders them with constant
 noise, and regresses the W+ the encoder predicts on the true one (``latent`` loss, in units of
 the generator's w variance: 1.0 is what w_avg scores). Image losses compare G(predicted W+)
-with the input: pixel L2 (on by default) and LPIPS, on the sampled images every
+with the input: pixel L2 and LPIPS (both on by default), on the sampled images every
 ``image_every`` steps and, when a folder of real inputs is given, on those every
 ``real_every`` steps (real inputs have no known W+, so they get the image losses only). The
 pixel loss matters: many directions of W barely change the image (in the mini world, w's
@@ -53,10 +53,10 @@ class EncoderTrainConfig:
     lr: float = 3e-3  # Adam; cosine ramp-down over the last quarter
     mixing: float = 0.0  # probability that a sample mixes two w at a random layer
     latent_weight: float = 1.0
-    lpips_weight: float = 0.0  # image losses on the sampled images ...
+    lpips_weight: float = 1.0  # image losses on the sampled images ...
     pixel_weight: float = 1.0
     image_every: int = 1  # ... every this many steps
-    real_lpips_weight: float = 0.0  # image losses on the real inputs (--images) ...
+    real_lpips_weight: float = 1.0  # image losses on the real inputs (--images) ...
     real_pixel_weight: float = 1.0
     real_every: int = 4  # ... every this many steps
     real_batch: int = 8

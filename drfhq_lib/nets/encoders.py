@@ -308,7 +308,8 @@ def encoder_layout(path: Path, state: dict) -> dict:
         raise CheckpointFormatError(f"{path}: the encoder body has {len(stages)} stages, not "
                                     "the 4 of IR-SE50")
     return {"num_ws": num_ws, "w_dim": w_dim, "stages": tuple(map(tuple, stages)),
-            "input_size": 16 * 2 ** head0_convs, "head_channels": None if hidden == w_dim else hidden}
+            "input_size": 16 * 2 ** head0_convs,
+            "head_channels": None if hidden == w_dim else hidden}
 
 
 def _latent_avg(path: Path, data: dict, opts: dict, decoder, num_ws: int, notes: list[str]):

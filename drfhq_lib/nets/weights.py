@@ -150,7 +150,7 @@ MINIWORLD_TITLES = {
 
 
 # The W+ encoder of the mini world's G_rendering (`drfhq encoder train`, committed beside it).
-MINIWORLD_ENCODER_SHA256 = "15b59d880132d7c1f917a864dc5d80ed2528ea7ecb1b8d8bd4dcbc2bb18fedd1"
+MINIWORLD_ENCODER_SHA256 = "f66375d983123ececea4ffd2c8a081239e0e5d0e4c75cd3908d50aee9b02fdf6"
 
 
 def miniworld_encoder_network() -> Network:
