@@ -200,3 +200,19 @@ def test_encoder_start_beats_w_avg_at_equal_steps_on_held_out_renders(heldout, l
                        init_ws=guess)
     assert sum(from_enc.final_loss) < sum(from_avg.final_loss), \
         (from_enc.final_loss, from_avg.final_loss)
+
+
+def test_projection_start_from_the_committed_encoder(heldout):
+    from drfhq_lib.miniworld import models
+
+    G = models.load_generator(models.rendering_name(models.RESOLUTION))
+    paper = ProjectionParams(steps=7)
+    assert encoder_init.projection_start("w_avg", G, paper) == (None, paper, None)
+    init, params, record = encoder_init.projection_start("encoder", G, paper)
+    assert params.initial_noise_factor == 0.0 and params.steps == 7  # only the noise changes
+    assert record.name == encoder_init.MINIWORLD_ENCODER
+    direct, _ = encoder_init.load_encoder_init(encoder_init.miniworld_encoder().path, G)
+    targets = heldout[0][:2]
+    torch.testing.assert_close(init(targets), direct(targets))
+    with pytest.raises(DrfhqError, match="w_avg, encoder"):
+        encoder_init.projection_start("zero", G, paper)

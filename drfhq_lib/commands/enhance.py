@@ -3,7 +3,6 @@ out (:mod:`drfhq_lib.infer.enhance`)."""
 
 from __future__ import annotations
 
-import dataclasses
 
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def choose_init(args, nets, device):
 def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
     import torch
 
-    from drfhq_lib.infer import enhance, sharding
+    from drfhq_lib.infer import encoder_init, enhance, sharding
     from drfhq_lib.infer.projection import ProjectionParams, default_batch
     from drfhq_lib.nets import weights
     from drfhq_lib.provenance import write_sidecar
@@ -103,8 +102,8 @@ def enhance_and_report(args, inputs: list[Path], nets, device) -> int:
     batch = args.batch or default_batch(torch.device(device), size)
     composite = enhance.CompositeParams(args.erode, args.blur, args.color_match)
     init, start, encoder_r, notes = choose_init(args, nets, device)
-    if init is not None:  # the latent noise explores around w_avg; from a guess it only costs
-        params = dataclasses.replace(params, initial_noise_factor=0.0)
+    if init is not None:
+        params = encoder_init.from_a_guess(params)
     say(f"{args.cmd}: projection starts from "
         + (f"the encoder {encoder_r.path}" if encoder_r else "w_avg") + f", {params.steps} steps",
         flush=True)

@@ -107,15 +107,17 @@ def fullbody_run(inputs: Iterable[str | Path], out_dir: str | Path, nets: Networ
                  params: ProjectionParams = ProjectionParams(), batch: int = 8,
                  size: int | None = None, prefer: str = "auto",
                  composite_params: CompositeParams = CompositeParams(),
-                 device: torch.device | str = "cpu", progress: bool = True) -> FullbodyRun:
+                 device: torch.device | str = "cpu", progress: bool = True, init=None
+                 ) -> FullbodyRun:
     """Enhance every render (resumable: ``OUT/<name>.png``, ``OUT/latents``, the manifest),
-    then collect its steps in the render's coordinates for the table and the figure."""
+    then collect its steps in the render's coordinates for the table and the figure; ``init``
+    as in :func:`~drfhq_lib.infer.enhance.enhance_files`."""
     out_dir, paths = Path(out_dir), list(dict.fromkeys(Path(p) for p in inputs))
     if not paths:
         raise DrfhqError("no full-body renders given: pass image files or a folder of them "
                          "(e.g. samples/renders/*_body.png)")
     manifest = enhance_files(paths, out_dir, nets, params, batch, size, prefer,
-                             composite_params, device, progress=progress)
+                             composite_params, device, progress=progress, init=init)
     networks = [*nets.resolved, weights.resolve("lpips-vgg16", prefer),
                 weights.resolve("lpips-heads"), weights.resolve("bisenet-faceparse", prefer)]
     run = FullbodyRun([], [], [], [], networks, nets.trained)
