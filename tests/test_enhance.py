@@ -53,6 +53,27 @@ def test_rerun_skips_finished_outputs(run):
     assert rows[str(render)]["status"] == "ok"  # the earlier row is kept
 
 
+def test_resuming_with_other_settings_is_refused(run, tmp_path):
+    import dataclasses
+    import shutil
+
+    from drfhq_lib.errors import DrfhqError
+
+    out, render, _, nets, params, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    longer = dataclasses.replace(params, steps=params.steps + 1)
+    with pytest.raises(DrfhqError, match=r"other settings \(projection.steps: 2 -> 3; see "):
+        enhance.enhance_files([render], copy, nets, longer, progress=False)
+    with pytest.raises(DrfhqError, match="init: 'w_avg' -> 'encoder'"):  # any start but w_avg
+        enhance.enhance_files([render], copy, nets, params, progress=False,
+                              init=lambda targets: None)
+    stamp = (copy / "kenji_portrait.png").stat().st_mtime_ns
+    enhance.enhance_files([render], copy, nets, longer, overwrite=True, progress=False)
+    assert (copy / "kenji_portrait.png").stat().st_mtime_ns != stamp  # redone ...
+    enhance.enhance_files([render], copy, nets, longer, progress=False)  # ... and resumable
+
+
 def test_without_the_papers_networks_the_mini_world_is_used_and_labelled(run):
     nets = run[3]
     assert nets.trained and nets.world == "miniworld"

@@ -12,8 +12,9 @@ never stops the batch. Under torchrun each process takes a share of the inputs
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from drfhq_lib.data.detect import align_detected
 from drfhq_lib.data.manifest import Manifest, part_path, unique_stems
 from drfhq_lib.data.manifest import expand_inputs  # noqa: F401 (enhance.expand_inputs, notebooks)
 from drfhq_lib.errors import DrfhqError
-from drfhq_lib.files import write_png_atomic
+from drfhq_lib.files import write_json_atomic, write_png_atomic
 from drfhq_lib.data.images import load_image, pil_to_tensor, tensor_to_pil
 from drfhq_lib.nets.perceptual import build_lpips, resize
 from drfhq_lib.infer import sharding
@@ -202,9 +203,14 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
     manifest_path = out_dir / "manifest.csv"
     # scanned before the start barrier: every rank deals the same shares
     pending = [overwrite or not (out_dir / f"{names[p]}.png").exists() for p in paths]
+    settings = run_settings(nets, params, size, composite_params, init)
+    if not overwrite and any(not todo for todo in pending):
+        check_settings(out_dir, settings)
     if ranks.main:  # no rank writes before the start barrier
         _remove_temporaries(out_dir)
     earlier = sharding.start(manifest_path, MANIFEST_FIELDS, "input", ranks)
+    if ranks.main:
+        write_json_atomic(out_dir / SETTINGS_FILE, settings)
     share = sharding.deal(pending, batch, ranks)
     own = manifest_path if ranks.world == 1 else part_path(manifest_path, ranks.rank)
     with Manifest(own, MANIFEST_FIELDS, key="input") as manifest:
@@ -224,6 +230,41 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
         rows = dict(manifest.rows)
     return rows if ranks.world == 1 else \
         sharding.finish(manifest_path, MANIFEST_FIELDS, "input", ranks)
+
+
+SETTINGS_FILE = "settings.json"  # what the results in an output folder were made with
+
+
+def run_settings(nets: Networks, params: ProjectionParams, size: int,
+                 composite_params: CompositeParams, init) -> dict:
+    """Everything an enhance result depends on (not the batch size: each input has its seed)."""
+    return {"G_real": nets.real_label, "G_rendering": nets.rendering_label, "size": size,
+            "init": "w_avg" if init is None else "encoder", "projection": params.as_dict(),
+            "composite": asdict(composite_params)}
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat = {}
+    for key, value in settings.items():
+        flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict)
+                    else {prefix + key: value})
+    return flat
+
+
+def check_settings(out_dir: Path, settings: dict) -> None:
+    """Refuse to resume into ``out_dir`` when its results were made with other settings: kept
+    outputs would then be reported as results of these."""
+    file = out_dir / SETTINGS_FILE
+    if not file.exists():
+        return
+    before, now = _flat(json.loads(file.read_text())), _flat(json.loads(json.dumps(settings)))
+    changed = [f"{key}: {before.get(key)!r} -> {now.get(key)!r}"
+               for key in sorted(before.keys() | now.keys()) if before.get(key) != now.get(key)]
+    if changed:
+        raise DrfhqError(f"{out_dir}: its results were made with other settings "
+                         f"({'; '.join(changed[:4])}; see {file}); pass --overwrite (overwrite="
+                         "True) to redo them, or write to another folder")
 
 
 def _remove_temporaries(out_dir: Path) -> None:
