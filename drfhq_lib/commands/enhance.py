@@ -3,7 +3,6 @@ out (:mod:`drfhq_lib.infer.enhance`)."""
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 from drfhq_lib.commands.options import (Deprecated, add_device, add_prefer, batch_exit_code,
