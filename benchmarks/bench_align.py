@@ -27,6 +27,7 @@ FOLDER defaults to tests/data (the MIT-licensed test photographs, no ground trut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -72,26 +73,29 @@ def landmarks_by(method: str, rgb: np.ndarray) -> np.ndarray | None:
         return None
 
 
-def remember_detections():
-    """Run each detector once per image, whatever the number of methods (MMOD is slow)."""
+@contextlib.contextmanager
+def detections_remembered():
+    """Within it, each detector runs once per image, whatever the number of methods (MMOD is
+    slow). Keyed by the image array's identity: the arrays must stay alive meanwhile."""
     from drfhq_lib.data import align, detect
 
-    memo = {}
+    memo, plain = {}, align.detect_landmarks
 
     def detect_once(rgb, detector="hog", upsample=1, *args):
-        key = (rgb.ctypes.data, rgb.shape, detector, upsample, args)
+        key = (id(rgb), detector, upsample, args)
         if key not in memo:
             memo[key] = plain(rgb, detector, upsample, *args)
         return memo[key]
 
-    plain = align.detect_landmarks
-    detect.detect_landmarks = detect_once
-    return detect_once
+    global detect_landmarks
+    detect.detect_landmarks = detect_landmarks = detect_once
+    try:
+        yield
+    finally:
+        detect.detect_landmarks = detect_landmarks = plain
 
 
 def accuracy(paths, images, truth, methods, per_image: bool = False) -> None:
-    global detect_landmarks
-    detect_landmarks = remember_detections()
     rgbs = {path: np.asarray(image) for path, image in zip(paths, images)}
     print(f"{'method':<18} {'found':>12} {'median':>8} {'max':>8}  worst")
     for method in methods:
@@ -178,7 +182,8 @@ def main(argv=None) -> None:
     print(f"{len(images)} images from {args.folder} ({', '.join(sorted(sizes)[:4])}); "
           f"{len(truth)} with ground-truth landmarks")
     if truth:
-        accuracy(paths, images, truth, args.methods, args.per_image)
+        with detections_remembered():
+            accuracy(paths, images, truth, args.methods, args.per_image)
     if not args.no_speed:
         speed(paths, images, truth, args)
 
