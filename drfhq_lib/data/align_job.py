@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from drfhq_lib.data.align import FaceTooSmallError, align_face
+from drfhq_lib.data.align import FaceTooSmallError
 from drfhq_lib.data.detect import align_detected
 from drfhq_lib.data.manifest import (SIDECAR_SUFFIX, BatchReport, Manifest, expand_inputs,
                                      unique_stems)
@@ -61,12 +61,7 @@ def _align_one(file: Path, output: Path, size: int, overwrite: bool, options: di
             row.update(quad=json.dumps(record.get("quad")), faces=record.get("faces_found") or "")
         return row
     try:
-        options = dict(options)
-        detector, landmarker = options.pop("detector"), options.pop("landmarker")
-        if landmarker == "dlib" and detector in ("hog", "mmod"):  # the recipe as published
-            result = align_face(file, size, detector=detector, **options)
-        else:
-            result = align_detected(file, size, detector, landmarker, **options)
+        result = align_detected(file, size, **options)
     except Exception as err:  # a batch never stops on one file: the manifest says why
         row.update(status=_status_of(err), output="",
                    reason=str(err) if isinstance(err, DrfhqError)
@@ -103,8 +98,8 @@ def align_folder(inputs, out_dir: str | os.PathLike, size: int = 1024, *,
     ``landmarker``: 'facemesh' (MediaPipe's mesh seeded by dlib) or 'dlib'
     (:func:`drfhq_lib.data.detect.detect_face`). 'hog' or 'mmod' with 'dlib' is the FFHQ recipe
     as published (:func:`~drfhq_lib.data.align.align_face`). Other keyword arguments go to
-    ``align_face``. A missing network file stops the batch (MissingWeightsError) before any
-    image is written.
+    :func:`~drfhq_lib.data.detect.align_detected`. A missing network file stops the batch
+    (MissingWeightsError) before any image is written.
     """
     from tqdm.auto import tqdm
 

@@ -280,8 +280,13 @@ def align_detected(image, size: int = 1024, detector: Detector = "cascade",
     ``image`` is anything ``align_face`` takes; other keyword arguments (``transform_size``,
     ``enable_padding``) go to it. The :class:`~drfhq_lib.data.align.Alignment` records the
     faces found, the box the landmarks came from and the method ('cascade:mmod+facemesh':
-    the cascade found the face at its MMOD stage and the mesh placed it).
+    the cascade found the face at its MMOD stage and the mesh placed it). 'hog' or 'mmod'
+    with 'dlib' is the FFHQ recipe as published: ``align_face`` with that detector.
     """
+    if landmarker == "dlib" and detector in ("hog", "mmod"):
+        return align_face(image, size, detector=detector, min_face=min_face, upsample=upsample,
+                          detect_max_side=detect_max_side, max_pixels=max_pixels, name=name,
+                          **align_options)
     picture, label = _as_rgb_image(image, max_pixels, name)
     try:
         fit = detect_face(np.asarray(picture), detector, landmarker, upsample=upsample,
