@@ -29,6 +29,21 @@ def test_bootstrap_interval_of_a_normal_sample_matches_the_textbook_interval():
     assert groundtruth.bootstrap_interval([5.0, 5.0, np.nan]) == (5.0, 5.0)
 
 
+def test_detail_transfer_oracle_keeps_r_below_the_blur_and_p_above():
+    from drfhq_lib.miniworld.benchmark import detail_transfer_oracle
+
+    g = torch.Generator().manual_seed(0)
+    R = torch.rand(2, 3, 16, 16, generator=g) * 0.5 - 0.25
+    checker = (torch.arange(16).view(1, 16) + torch.arange(16).view(16, 1)) % 2 * 0.2 - 0.1
+    # a colour cast is all below any blur (a constant stays constant): the oracle keeps R's
+    tinted = R + torch.tensor([0.3, 0.1, -0.2]).view(1, 3, 1, 1)
+    assert torch.allclose(detail_transfer_oracle(R, tinted, 3, 2.5), R, atol=1e-6)
+    # a one-pixel checkerboard is detail: a wide Gaussian passes almost none of it, so P's
+    out = detail_transfer_oracle(R, R + checker, 13, 10.0)
+    assert (out - R).mul(checker).mean() / checker.pow(2).mean() > 0.95
+    assert torch.allclose(detail_transfer_oracle(R, R, 5, 2.0), R, atol=1e-6)
+
+
 def test_landmark_error_is_the_mean_distance_over_the_eye_corner_distance():
     ref = np.zeros((1, 68, 2))
     ref[0, 36], ref[0, 45] = (10, 20), (30, 20)  # outer eye corners 20 px apart
