@@ -60,14 +60,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/bench_miniworld_ceiling"))
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--prefer", default="auto")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
     data = benchmark.load_heldout(models.heldout_folder(args.out / "heldout", args.count),
                                   args.count)
-    mini = models.load("cpu", variants=("full",))
-    G_rendering = (load_network(args.rendering)["G_ema"].float().eval().requires_grad_(False)
-                   if args.rendering else mini.G_rendering)
-    lpips_net = build_lpips(args.prefer)
+    data.R, data.P = data.R.to(args.device), data.P.to(args.device)
+    mini = models.load(args.device, variants=("full",))
+    G_rendering = (load_network(args.rendering, device=args.device)["G_ema"].float().eval()
+                   .requires_grad_(False) if args.rendering else mini.G_rendering)
+    lpips_net = build_lpips(args.prefer, args.device)
     size, sigma = color_blur()
     oracle = benchmark.detail_transfer_oracle(data.R, data.P, size, sigma)
     run = lambda G, targets, name: projected(G, mini.G_real, targets, data.ids,  # noqa: E731

@@ -24,9 +24,9 @@ import torch
 from drfhq_lib.eval import groundtruth
 from drfhq_lib.infer.projection import ProjectionParams, identity_guide, load_latent, \
     project_to_files, render
+from drfhq_lib.nets.perceptual import gaussian_blur
 
 REFERENCE_ROWS = ("reference: G_real(z_id)", "reference: projection of P into G_real")
-ORACLE_ROW = "oracle: R colours + P detail"
 
 
 def detail_transfer_oracle(R: torch.Tensor, P: torch.Tensor, blur_size: int, blur_sigma: float
@@ -34,8 +34,6 @@ def detail_transfer_oracle(R: torch.Tensor, P: torch.Tensor, blur_size: int, blu
     """What a perfect method that keeps L_color's term could return: the R render's blurred
     image (what L_color holds G_rendering to, blurred as L_color blurs) plus the P render's
     detail above that blur. ``[N, 3, S, S]`` in [-1, 1], clamped."""
-    from drfhq_lib.nets.perceptual import gaussian_blur
-
     low = gaussian_blur(R, blur_size, blur_sigma)
     return (low + P - gaussian_blur(P, blur_size, blur_sigma)).clamp(-1, 1)
 
