@@ -27,27 +27,13 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import torch  # noqa: E402
 
-from drfhq_lib.infer.projection import ProjectionParams, load_latent, project_to_files, \
-    render  # noqa: E402
+from drfhq_lib.infer.projection import ProjectionParams  # noqa: E402
 from drfhq_lib.miniworld import benchmark, models  # noqa: E402
 from drfhq_lib.miniworld.build import BuildPlan  # noqa: E402
 from drfhq_lib.nets import load_network  # noqa: E402
 from drfhq_lib.nets.perceptual import build_lpips  # noqa: E402
 
 OTHER_BLURS = ((5, 2.5), (7, 4.0), (13, 10.0))  # (kernel, sigma) at 64 px, for the sweep
-
-
-def color_blur() -> tuple[int, float]:
-    """The (kernel, sigma) of L_color in `drfhq miniworld train`'s fine-tune."""
-    flags = BuildPlan().finetune_flags
-    return int(flags[flags.index("--blur-size") + 1]), float(flags[flags.index("--blur-sigma") + 1])
-
-
-def projected(G_project, G_show, targets, ids, folder: Path, lpips_net, steps, batch):
-    params = ProjectionParams(steps=steps, loss_size=G_project.img_resolution)
-    paths = project_to_files(G_project, dict(zip(ids, targets)), folder, lpips_net, params,
-                             batch=batch, progress=True)
-    return render(G_show, torch.stack([load_latent(paths[i])["ws"] for i in ids]))
 
 
 def main() -> None:
@@ -70,10 +56,11 @@ def main() -> None:
     G_rendering = (load_network(args.rendering, device=args.device)["G_ema"].float().eval()
                    .requires_grad_(False) if args.rendering else mini.G_rendering)
     lpips_net = build_lpips(args.prefer, args.device)
-    size, sigma = color_blur()
+    size, sigma = BuildPlan().color_blur
     oracle = benchmark.detail_transfer_oracle(data.R, data.P, size, sigma)
-    run = lambda G, targets, name: projected(G, mini.G_real, targets, data.ids,  # noqa: E731
-                                             args.out / name, lpips_net, args.steps, args.batch)
+    params = ProjectionParams(steps=args.steps, loss_size=mini.G_real.img_resolution)
+    run = lambda G, targets, name: benchmark.projected_outputs(  # noqa: E731
+        G, mini.G_real, targets, data.ids, args.out / name, lpips_net, params, args.batch)
     outputs = {"R input": data.R,
                f"oracle: R below blur {size}/{sigma:g} + P above": oracle,
                **{f"oracle: R below blur {k}/{s:g} + P above":

@@ -62,8 +62,10 @@ def load_heldout(folder, limit: int | None = None) -> HeldOut:
     return HeldOut(ids, R, P, z, np.array([r["landmarks"] for r in records], np.float64))
 
 
-def _projected(G_project, G_show, targets, ids, folder: Path, distance, params, batch,
-               guide=None) -> torch.Tensor:
+def projected_outputs(G_project, G_show, targets, ids, folder: Path, distance, params, batch,
+                      guide=None) -> torch.Tensor:
+    """G_show's images of the W+ found by projecting ``targets`` into G_project (latents saved
+    as ``folder/<id>.npz``, so a rerun resumes)."""
     paths = project_to_files(G_project, dict(zip(ids, targets)), folder, distance, params,
                              batch=batch, progress=True, guide=guide)
     ws = torch.stack([load_latent(paths[i])["ws"] for i in ids])
@@ -76,20 +78,20 @@ def method_outputs(data: HeldOut, G_real, renderings: dict, lpips_net, sketch_ne
     """Each method's outputs for the held-out R renders (and the two reference rows)."""
     out = Path(out)
     outputs = {"R input": data.R}
-    outputs["projection into G_real"] = _projected(
+    outputs["projection into G_real"] = projected_outputs(
         G_real, G_real, data.R, data.ids, out / "direct", lpips_net, params, batch)
     guide = identity_guide(sketch_net, lpips_net, **(guide_settings or {}))
-    outputs["guided projection into G_real"] = _projected(
+    outputs["guided projection into G_real"] = projected_outputs(
         G_real, G_real, data.R, data.ids, out / "guided", lpips_net, params, batch, guide)
     for variant, G_rendering in renderings.items():
-        outputs[f"ours ({variant})"] = _projected(
+        outputs[f"ours ({variant})"] = projected_outputs(
             G_rendering, G_real, data.R, data.ids, out / f"ours-{variant}", lpips_net, params,
             batch)
     with torch.no_grad():
         outputs[REFERENCE_ROWS[0]] = torch.cat([G_real(z, noise_mode="const")
                                                 for z in data.z.split(batch)])
-    outputs[REFERENCE_ROWS[1]] = _projected(G_real, G_real, data.P, data.ids, out / "P-direct",
-                                            lpips_net, params, batch)
+    outputs[REFERENCE_ROWS[1]] = projected_outputs(
+        G_real, G_real, data.P, data.ids, out / "P-direct", lpips_net, params, batch)
     return outputs
 
 

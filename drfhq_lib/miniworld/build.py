@@ -65,6 +65,13 @@ class BuildPlan:
     device: str = "cpu"
 
     @property
+    def color_blur(self) -> tuple[int, float]:
+        """L_color's Gaussian (kernel px, sigma px): 13 px, σ 10 at 256 px, shrunk with the
+        image (an odd kernel of at least 3)."""
+        r = self.resolution
+        return max(3, round(13 * r / 256) | 1), 10.0 * r / 256
+
+    @property
     def finetune_flags(self) -> list[str]:
         """The loss sizes scaled to the resolution: S and the blurred LPIPS see the image at its
         own size, λs grows by the pixel ratio (L_sketch is a sum over pixels, Sec. 3.2's λs is
@@ -76,8 +83,8 @@ class BuildPlan:
         return ["--sketch-size", str(r), "--color-size", str(r),
                 "--ema-kimg", f"{kimg / 4:g}", "--ada-kimg", f"{kimg * 2.5:g}",
                 "--lambda-sketch", f"{LAMBDA_SKETCH * (SKETCH_SIZE / r) ** 2:g}",
-                "--blur-size", str(max(3, round(13 * r / 256) | 1)),
-                "--blur-sigma", f"{10.0 * r / 256:g}",
+                "--blur-size", str(self.color_blur[0]),
+                "--blur-sigma", f"{self.color_blur[1]:g}",
                 "--kimg", f"{self.finetune_kimg:g}", "--batch", str(self.finetune_batch),
                 "--snap", f"{max(self.finetune_kimg / 3, 0.05):g}", "--gamma", "0.5",
                 "--no-identity", "--device", self.device]
