@@ -232,6 +232,14 @@ class FaceFit:
         return f"{self.detector}+{self.landmarker}"
 
 
+def alignment_networks(detector: Detector, landmarker: Landmarker) -> list[str]:
+    """Registry names of the network files an alignment with ``detector`` and ``landmarker``
+    reads (dlib's 68 points seed the mesh too)."""
+    return (["dlib-landmarks68"] + (["dlib-mmod-detector"] if detector in ("cascade", "mmod")
+                                    else [])
+            + (["mediapipe-face-mesh"] if landmarker == "facemesh" else []))
+
+
 def detect_face(rgb: np.ndarray, detector: Detector = "cascade",
                 landmarker: Landmarker = "facemesh", *, upsample: int = 1,
                 detect_max_side: int | None = DETECT_MAX_SIDE, device="cpu") -> FaceFit:
