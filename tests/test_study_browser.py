@@ -11,6 +11,8 @@ import csv
 import os
 import shutil
 import threading
+import traceback
+import warnings
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 INSTALL = "apt-get install chromium chromium-driver (as `make test` does) and pip install selenium"
 SETS, PAIRS = 4, 4
 RELOAD_AT = 2  # the second participant reloads the page at this trial of each study
+BROWSER_ATTEMPTS = 2  # a crashed browser (not a failed check) gets one more run
 
 
 def _browser_or_fail():
@@ -130,14 +133,13 @@ def browser_study(tmp_path_factory):
     assert server.stop() == 0, "".join(server.lines)
 
 
-@pytest.mark.slow
-def test_two_browsers_complete_both_studies_one_reloads_and_resumes(browser_study, tmp_path):
-    server, folder = browser_study
-    shots = Path(os.environ.get("DRFHQ_STUDY_SCREENSHOTS") or tmp_path / "shots")
-    shots.mkdir(parents=True, exist_ok=True)
-    participants = {"ada": (0, None, shots), "ben": (3, RELOAD_AT, None)}
+def _participants_run(server, tmp_path, shots, suffix):
+    """Both participants at once; returns their records and, per participant, what went wrong.
+    A browser crash (a WebDriverException, e.g. Chromium's renderer dying on a loaded machine)
+    is told apart from a failed check (an AssertionError) so that only the former is retried."""
+    participants = {f"ada{suffix}": (0, None, shots), f"ben{suffix}": (3, RELOAD_AT, None)}
     records = {pid: [] for pid in participants}
-    errors = []
+    errors = {}
 
     def run(pid):
         offset, reload_at, pictures = participants[pid]
@@ -148,9 +150,12 @@ def test_two_browsers_complete_both_studies_one_reloads_and_resumes(browser_stud
                 _complete(driver, server.url, kind, pid,
                           lambda i, n: (offset + 2 * i) % n, reload_at, pictures,
                           records[pid], shot)
-        except BaseException as err:  # noqa: BLE001 - reported below
-            errors.append(f"{pid}: {err!r}")
-            driver.save_screenshot(str(tmp_path / f"failed-{pid}.png"))
+        except BaseException as err:  # noqa: BLE001 - reported by the caller
+            errors[pid] = (err, "".join(traceback.format_exception(err)))
+            try:
+                driver.save_screenshot(str(tmp_path / f"failed-{pid}.png"))
+            except Exception:  # noqa: BLE001 - a crashed browser takes no screenshot
+                pass
         finally:
             driver.quit()
 
@@ -159,20 +164,38 @@ def test_two_browsers_complete_both_studies_one_reloads_and_resumes(browser_stud
         t.start()
     for t in threads:
         t.join(900)
-    assert not errors, errors
     assert not any(t.is_alive() for t in threads)
+    return records, errors
+
+
+@pytest.mark.slow
+def test_two_browsers_complete_both_studies_one_reloads_and_resumes(browser_study, tmp_path):
+    from selenium.common.exceptions import WebDriverException
+
+    server, folder = browser_study
+    shots = Path(os.environ.get("DRFHQ_STUDY_SCREENSHOTS") or tmp_path / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    for attempt in range(BROWSER_ATTEMPTS):
+        records, errors = _participants_run(server, tmp_path, shots, f"-{attempt}")
+        crashed = errors and all(isinstance(e, WebDriverException) for e, _ in errors.values())
+        if not crashed:
+            break
+        warnings.warn(f"browser attempt {attempt + 1}: the browser failed, retrying with new "
+                      f"participants: {[t for _, t in errors.values()]}")
+    assert not errors, "\n".join(f"{pid}: {text}" for pid, (_, text) in errors.items())
 
     studies = study_files.served_studies(folder)
     for kind, n in (("inversion", SETS), ("fullbody", PAIRS)):
         path = study_responses.responses_path(folder, kind)  # the real file notebook 15 reads
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        assert len(rows) == n * len(participants)
+            # a crashed attempt's answers stay in the file under its own participant ids
+            rows = [r for r in csv.DictReader(f) if r["participant"] in records]
+        assert len(rows) == n * len(records)
         key = st.KEY_OF[kind]
         assert len({(r["participant"], r[key]) for r in rows}) == len(rows)
         assert {r["simulated"] for r in rows} == {"false"}
         method = method_of_file(studies[kind])  # image bytes -> method: what was on screen
-        for pid in participants:
+        for pid in records:
             mine = [r for r in rows if r["participant"] == pid]
             shown = [rec for rec in records[pid] if rec["kind"] == kind]
             assert len(mine) == len(shown) == n
