@@ -150,7 +150,7 @@ MINIWORLD_TITLES = {
 
 
 # The W+ encoder of the mini world's G_rendering (`drfhq encoder train`, committed beside it).
-MINIWORLD_ENCODER_SHA256 = "f66375d983123ececea4ffd2c8a081239e0e5d0e4c75cd3908d50aee9b02fdf6"
+MINIWORLD_ENCODER_SHA256 = "0b5dc647416a68d8c1ab574627b9953c45099432d9d93ebcaf891c03613427a7"
 
 
 def miniworld_encoder_network() -> Network:
