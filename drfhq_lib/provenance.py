@@ -69,7 +69,10 @@ def write_sidecar(artifact: str | os.PathLike, networks: Iterable[Resolved] = ()
     return write_json_atomic(sidecar_path(artifact), record)
 
 
-def label_for_figure(networks: Iterable[Resolved]) -> str:
-    """A one-line caption naming the substitutes, for stamping on figures ('' if none)."""
+def label_for_figure(networks: Iterable[Resolved], world_note: str = "") -> str:
+    """A one-line caption for stamping on figures: ``world_note`` (what the networks are when
+    they are not the paper's, e.g. the mini world's WORLD_NOTE) and the substitutes among
+    ``networks`` ('' if neither)."""
     subs = sorted({n.label for n in networks if not n.is_official})
-    return ("offline substitutes: " + ", ".join(subs)) if subs else ""
+    parts = [world_note, ("offline substitutes: " + ", ".join(subs)) if subs else ""]
+    return "; ".join(p for p in parts if p)

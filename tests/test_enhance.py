@@ -116,3 +116,19 @@ def test_output_names_keep_unique_stems():
     paths = [enhance.SAMPLES / "x.png", enhance.SAMPLES / "x.jpg", enhance.SAMPLES / "y.png"]
     assert enhance.output_names(paths + paths[:1]) == {paths[0]: "x_png", paths[1]: "x_jpg",
                                                        paths[2]: "y"}
+
+
+def test_figure_caption_says_untrained_mini_world_and_substitutes():
+    from drfhq_lib.nets.weights import Resolved
+
+    sub = Resolved("lpips-vgg16", "substitute", "lpips-vgg16[hed-trunk]", None, None)
+    off = Resolved("bisenet-faceparse", "official", "bisenet-faceparse", None, None)
+
+    def nets(trained, world):
+        return enhance.Networks(None, None, "r", "g", trained, world=world)
+
+    assert nets(True, "").caption([off]) == ""  # the paper's networks: nothing to say
+    assert nets(True, "miniworld").caption([off, sub]) == \
+        "mini world (CG→CG), not the paper's FFHQ networks; " \
+        "offline substitutes: lpips-vgg16[hed-trunk]"
+    assert nets(False, "").caption([]).startswith("UNTRAINED")

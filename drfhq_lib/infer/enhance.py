@@ -62,6 +62,15 @@ class Networks:
             return WORLD_NOTE
         return ""
 
+    def caption(self, networks: list[Resolved]) -> str:
+        """The line a figure made with these networks carries: UNTRAINED when they are
+        stand-ins, the mini world's note, and the substitutes among ``networks``."""
+        from drfhq_lib.eval.figures import UNTRAINED
+        from drfhq_lib.provenance import label_for_figure
+
+        caption = label_for_figure(networks, self.note)
+        return "; ".join(p for p in ["" if self.trained else UNTRAINED, caption] if p)
+
 
 @dataclass(frozen=True)
 class CompositeParams:
