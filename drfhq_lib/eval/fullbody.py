@@ -145,7 +145,7 @@ def fullbody_figure(run: FullbodyRun, nets: Networks,
     noted when they are the mini world's."""
     from drfhq_lib.provenance import label_for_figure
 
-    note = "; ".join(p for p in [nets.note, label_for_figure(run.networks)] if p)
+    note = label_for_figure(run.networks, nets.note)
     return image_grid(run.panels, run.row_labels, COLUMNS, title=title,
                       warning="" if run.trained else UNTRAINED, note=note, missing=run.missing,
                       cell_inches=1.9)
