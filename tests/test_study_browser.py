@@ -73,6 +73,23 @@ def _render_image(path: Path, kind: str, method: str, index: int):
     image.save(path)
 
 
+def _moved_past(index):
+    """A wait condition: the page shows another trial than ``index``, or the thanks page.
+    Chromium can answer a query on a page being replaced with "Node with given id does not
+    belong to the document" (what ``staleness_of`` raised on loaded machines): not yet."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+
+    def moved(driver):
+        try:
+            if driver.find_elements(By.ID, "thanks"):
+                return True
+            return _shown(driver)[1] not in (None, str(index))
+        except WebDriverException:
+            return False
+    return moved
+
+
 def _shown(driver):
     from selenium.webdriver.common.by import By
 
@@ -117,9 +134,8 @@ def _complete(driver, url, kind, pid, choose, reload_at, shots, record, shot_tri
             driver.save_screenshot(str(shots / shot_trial))
         position = choose(index, len(images))
         record.append({"kind": kind, "images": images, "position": position})
-        old = driver.find_element(By.ID, "progress")
         driver.find_element(By.CSS_SELECTOR, f'form button[value="{position}"]').click()
-        wait.until(ec.staleness_of(old))
+        wait.until(_moved_past(index))
         index += 1
 
 
