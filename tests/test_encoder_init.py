@@ -51,6 +51,8 @@ def test_a_64px_encoder_has_heads_that_end_at_1x1():
 
 def test_trained_encoder_file_round_trip_fp16_and_refusals(tmp_path, G):
     enc = encoders.GradualStyleEncoder(G.num_ws, G.w_dim, TINY_STAGES, 32, 16).eval()
+    norm = next(m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    norm.running_var[0] = 7e4  # past fp16's largest finite value (65504)
     avg = torch.randn(G.num_ws, G.w_dim)
     record = {"label": "tiny", "sha256": "ab" * 32, "num_ws": G.num_ws, "w_dim": G.w_dim}
     full = encoders.save_trained_encoder(tmp_path / "e.safetensors", enc, avg, record, {"k": 1})
@@ -64,6 +66,8 @@ def test_trained_encoder_file_round_trip_fp16_and_refusals(tmp_path, G):
     # fp16 keeps 11 significant bits: relative error of a few 1e-3 through a small network
     assert (b.ws(x) - expected).abs().max() < 1e-2 * expected.abs().max()
     assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = next(m for m in b.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert loaded.running_var[0] == 7e4  # statistics kept in fp32
     save_network(tmp_path / "g.safetensors", {"G": G})
     with pytest.raises(CheckpointFormatError, match="g.safetensors.*not a drfhq encoder"):
         encoders.load_trained_encoder(tmp_path / "g.safetensors")
@@ -112,6 +116,116 @@ def test_a_resumed_run_takes_the_steps_of_an_uninterrupted_one(tmp_path, G, monk
     with pytest.raises(DrfhqError, match="other settings.*lr"):
         encoder_job.train_encoder(G, tmp_path / "b", tiny_config(kimg=0.024, lr=0.5),
                                   gen_record, nets, progress=False)
+
+
+def _faces(G, folder, count, seed):
+    """``count`` generator samples saved as PNG "real" aligned faces in ``folder``."""
+    from drfhq_lib.data.images import tensor_to_pil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images, _ = sample_targets(G, count, torch.Generator().manual_seed(seed), 0.0,
+                               torch.device("cpu"))
+    for i, image in enumerate(tensor_to_pil(images.clamp(-1, 1))):
+        image.save(folder / f"{seed}-{i}.png")
+    return sorted(folder.glob("*.png"))
+
+
+class MeanAbs(torch.nn.Module):
+    """A stand-in perceptual distance with a closed form: mean |a - b| per image."""
+
+    def forward(self, a, b):
+        return (a - b).abs().mean((1, 2, 3))
+
+
+def test_held_out_real_inputs_are_scored_and_a_changed_input_set_is_logged(tmp_path, G,
+                                                                           monkeypatch):
+    from drfhq_lib.data.images import load_image, pil_to_tensor
+    from drfhq_lib.infer import encoder_training
+
+    monkeypatch.setattr(encoder_training, "CALIBRATION_MIN_IMAGES", 2)  # calibrate on these 2
+
+    real = _faces(G, tmp_path / "real", 2, 7)
+    val = _faces(G, tmp_path / "val", 3, 8)
+    cfg = tiny_config(kimg=0.008, real_every=1, real_batch=2)
+    gen_record = {"label": "tiny", "sha256": "ab" * 32}
+    nets = [Resolved("tiny", "official", "tiny", None, "ab" * 32)]
+    final = encoder_job.train_encoder(G, tmp_path / "run", cfg, gen_record, nets, lpips=MeanAbs(),
+                                      real_paths=real, val_paths=val, progress=False)
+    # oracle: the saved encoder, read back, scoring the validation files read back
+    images = torch.cat([pil_to_tensor(load_image(v)) for v in val])
+    with torch.no_grad():
+        synth = G.synthesis(encoders.load_trained_encoder(final).ws(images), noise_mode="const")
+    assert encoders.load_trained_encoder(final).extra["batchnorm_statistics"] == \
+        "2 of the 2 real inputs"
+    last = json.loads((tmp_path / "run" / encoder_job.LOG).read_text().splitlines()[-1])
+    assert last["val_real_lpips"] == pytest.approx(float((synth - images).abs().mean()), rel=1e-4)
+    assert last["val_real_pixel"] == pytest.approx(float((synth - images).square().mean()),
+                                                   rel=1e-4)
+    # continuing on a larger real set is allowed, and the log says where the set changed
+    more = _faces(G, tmp_path / "real", 1, 9)
+    assert len(more) == 3
+    encoder_job.train_encoder(G, tmp_path / "run", tiny_config(kimg=0.016, real_every=1,
+                              real_batch=2), gen_record, nets, lpips=MeanAbs(), real_paths=more,
+                              progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / encoder_job.LOG).read_text().splitlines()]
+    events = [r for r in log if r.get("event") == "real inputs changed"]
+    assert len(events) == 1 and events[0]["step"] == 2
+    assert events[0]["real_inputs"]["count"] == 3
+    assert events[0]["previous_real_inputs"]["count"] == 2
+    assert log[-1]["step"] == 4 and "val_real_lpips" not in log[-1]  # no --val-images now
+
+
+def test_calibrated_batchnorm_statistics_are_the_average_over_the_given_batches():
+    from drfhq_lib.infer.encoder_training import calibrated, calibration_batches
+
+    enc = encoders.Encoder4Editing(8, 32, TINY_STAGES, input_size=32, head_channels=16).train()
+    for _ in range(3):  # training statistics, of another distribution
+        enc(torch.randn(4, 3, 32, 32) * 3 + 2)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    batches = [torch.rand(4, 3, 32, 32) * 2 - 1 for _ in range(3)]
+    norms = [m for m in enc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen = {m: [] for m in norms}  # oracle: each layer's inputs in train-mode passes of a copy
+    hooks = [m.register_forward_hook(lambda m, i, o: seen[m].append(i[0].detach()))
+             for m in norms]
+    with torch.no_grad():
+        for b in batches:
+            enc(b)
+    for h in hooks:
+        h.remove()
+    enc.load_state_dict(before)
+    out = calibrated(enc, batches)
+    assert not out.training and enc.training
+    for m, copy in zip(norms, [m for m in out.modules() if isinstance(m, torch.nn.BatchNorm2d)]):
+        mean = torch.stack([x.mean((0, 2, 3)) for x in seen[m]]).mean(0)
+        var = torch.stack([x.transpose(0, 1).flatten(1).var(1) for x in seen[m]]).mean(0)
+        torch.testing.assert_close(copy.running_mean, mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(copy.running_var, var, rtol=1e-4, atol=1e-5)
+        assert copy.momentum == m.momentum
+    for k, v in enc.state_dict().items():  # the original, weights and statistics, untouched
+        assert torch.equal(v, before[k]), k
+    assert all(torch.equal(out.state_dict()[k], v) for k, v in before.items()
+               if "running" not in k and "num_batches" not in k)
+    assert calibration_batches(9, 4) == [[0, 1, 2, 3], [4, 5, 6, 7, 8]]  # no batch of one
+    assert calibration_batches(3, 2) == [[0, 1, 2]] and calibration_batches(1, 8) == [[0]]
+    picked = sum(calibration_batches(5000, 8), [])
+    assert len(picked) == 512 and picked[0] == 0 and picked[-1] == 4999
+
+
+def test_a_log_line_averages_each_loss_over_the_steps_that_computed_it(tmp_path, G,
+                                                                     monkeypatch):
+    real = _faces(G, tmp_path / "real", 2, 7)
+    returned, step = [], EncoderTrainer.step
+    monkeypatch.setattr(EncoderTrainer, "step", lambda self: returned.append(step(self))
+                        or returned[-1])
+    monkeypatch.setattr(encoder_job, "LOG_INTERVALS", 1)  # one log line for the whole run
+    cfg = tiny_config(kimg=0.016, real_every=2, real_batch=2)  # 4 steps, real ones 1 and 3
+    encoder_job.train_encoder(G, tmp_path / "run", cfg, {"label": "tiny", "sha256": "ab" * 32},
+                              [], lpips=MeanAbs(), real_paths=real, progress=False)
+    line = json.loads((tmp_path / "run" / encoder_job.LOG).read_text().splitlines()[0])
+    assert [("real_pixel" in r) for r in returned] == [False, True, False, True]
+    for name in ("latent", "real_pixel"):
+        values = [r[name] for r in returned if name in r]
+        assert line[name] == pytest.approx(sum(values) / len(values), abs=1e-5), name
 
 
 def test_training_moves_the_guess_from_w_avg_towards_the_true_w(G):

@@ -73,6 +73,18 @@ def test_resuming_with_other_settings_is_refused(run, tmp_path):
     assert (copy / "kenji_portrait.png").stat().st_mtime_ns != stamp  # redone ...
     enhance.enhance_files([render], copy, nets, longer, progress=False)  # ... and resumable
 
+    def encoder_start(digest):  # a start as load_encoder_init makes it: with its file's sha256
+        def init(targets):
+            return None  # (None: w_avg; only the recorded setting matters here)
+        init.sha256 = digest
+        return init
+    enhance.enhance_files([render], copy, nets, longer, overwrite=True, progress=False,
+                          init=encoder_start("a" * 64))
+    with pytest.raises(DrfhqError, match=f"init: 'encoder sha256:{'a' * 64}' -> 'encoder "
+                                         f"sha256:{'b' * 64}'"):  # a retrained encoder
+        enhance.enhance_files([render], copy, nets, longer, progress=False,
+                              init=encoder_start("b" * 64))
+
 
 def test_without_the_papers_networks_the_mini_world_is_used_and_labelled(run):
     nets = run[3]

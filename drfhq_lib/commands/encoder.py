@@ -55,8 +55,9 @@ def load_generator(name: str, device):
 def command_line(args) -> str:
     """The command that reproduces this run (every flag that matters, spelled out)."""
     parts = ["drfhq", "encoder", "train", "--generator", args.generator, "--out", str(args.out)]
-    for image in args.images or []:
-        parts += ["--images", str(image)]
+    for flag, folders in (("--images", args.images), ("--val-images", args.val_images)):
+        if folders:
+            parts += [flag, *map(str, folders)]
     for field, flag in CONFIG_FLAGS.items():
         value = getattr(args, field)
         if value is not None:
@@ -87,10 +88,14 @@ def run_train(args) -> int:
     if args.images and not real:
         raise DrfhqError(f"--images {' '.join(map(str, args.images))}: no image files there "
                          "(aligned faces, e.g. what `drfhq align` writes)")
+    val = expand_inputs(require_inputs(args.val_images)) if args.val_images else []
+    if args.val_images and not val:
+        raise DrfhqError(f"--val-images {' '.join(map(str, args.val_images))}: no image files "
+                         "there")
     G, resolved = load_generator(args.generator, device)
     networks = [resolved]
     lpips = None
-    if cfg.uses_lpips(bool(real)):
+    if cfg.uses_lpips(bool(real)) or val:
         from drfhq_lib.nets.perceptual import build_lpips
 
         lpips = build_lpips(args.prefer, device)
@@ -98,10 +103,12 @@ def run_train(args) -> int:
     command = command_line(args)
     print(f"encoder train: {cfg.kind} encoder for {resolved.label} ({G.img_resolution} px, "
           f"W+ {G.num_ws} x {G.w_dim}); {cfg.kimg:g} kimg of its samples"
-          + (f" + {len(real)} real inputs" if real else "") + f"; {args.out}", flush=True)
+          + (f" + {len(real)} real inputs" if real else "")
+          + (f"; validated on {len(val)} held-out ones" if val else "") + f"; {args.out}",
+          flush=True)
     final = encoder_job.train_encoder(
         G, args.out, cfg, encoder_job.generator_record(G, resolved), networks, lpips=lpips,
-        real_paths=real, device=device, snapshot_kimg=args.snapshot_kimg,
+        real_paths=real, val_paths=val, device=device, snapshot_kimg=args.snapshot_kimg,
         progress=args.progress, command=command)
     print(f"encoder train: {final} (+ .provenance.json)")
     if args.export:
@@ -139,6 +146,9 @@ def add_cli(subparsers) -> None:
     t.add_argument("--out", type=Path, required=True, help="run folder")
     t.add_argument("--images", type=Path, nargs="+", default=None,
                    help="folders/files of real aligned faces (image losses only)")
+    t.add_argument("--val-images", type=Path, nargs="+", default=None,
+                   help="folders/files of held-out real aligned faces: validation only "
+                        "(val_real_lpips, val_real_pixel in the log at each snapshot)")
     t.add_argument("--kind", choices=("e4e", "psp"), default=None, help=f"({C.kind})")
     t.add_argument("--kimg", type=float, default=None,
                    help=f"sampled images, thousands ({C.kimg:g})")

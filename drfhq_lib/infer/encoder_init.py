@@ -67,16 +67,21 @@ def compatibility_notes(encoder: TrainedEncoder, G, generator_sha256: str | None
 def load_encoder_init(path: str | Path, G, device: torch.device | str = "cpu",
                       generator_sha256: str | None = None
                       ) -> tuple[Callable[[torch.Tensor], torch.Tensor], list[str]]:
-    """(``targets -> W+``, notes) for ``project_to_files(init=...)`` from an encoder file."""
+    """(``targets -> W+``, notes) for ``project_to_files(init=...)`` from an encoder file;
+    the function carries the file's ``sha256`` (enhance's settings record it)."""
     encoder = load_trained_encoder(path, device)
     notes = compatibility_notes(encoder, G, generator_sha256)
-    return (lambda targets: encoder.ws(targets)), notes
+
+    def init(targets: torch.Tensor) -> torch.Tensor:
+        return encoder.ws(targets)
+    init.sha256 = sha256_file(path)
+    return init, notes
 
 
 def from_a_guess(params: ProjectionParams) -> ProjectionParams:
     """``params`` for a projection started from an encoder: no latent noise. The projector's
     noise explores around w_avg; from a guess it only costs (mini world, 10 held-out ids,
-    100 steps: final LPIPS 0.023 without it, 0.042 with it; benchmarks/bench_encoder_init.py)."""
+    100 steps: final LPIPS 0.0143 without it, 0.030 with it; benchmarks/bench_encoder_init.py)."""
     return dataclasses.replace(params, initial_noise_factor=0.0)
 
 

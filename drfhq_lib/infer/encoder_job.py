@@ -6,13 +6,17 @@
     OUT/log.jsonl                one line per logged interval (losses, kimg, seconds)
 
 A snapshot is written every ``snapshot_kimg`` and at the end; rerunning the same command after
-an interruption resumes from the last one (a larger ``--kimg`` continues a finished run).
+an interruption resumes from the last one (a larger ``--kimg`` continues a finished run, on the
+same or another set of real inputs: a change of set is written into the log). With real inputs,
+the saved encoders carry BatchNorm statistics measured on them (``EncoderTrainer.deployable``),
+and ``--val-images`` scores each snapshot on held-out real inputs.
 ``export`` writes the fp16 copy that is committed (the mini world's encoder) with its
 provenance file ``<label>.provenance.json`` beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,7 +27,7 @@ from tqdm.auto import tqdm
 from drfhq_lib.errors import DrfhqError
 from drfhq_lib.files import atomic_path, sha256_file, write_json_atomic, write_text_atomic
 from drfhq_lib.infer.encoder_training import EncoderTrainConfig, EncoderTrainer, \
-    real_image_loader, sample_targets
+    calibration_batches, real_image_loader, sample_targets
 from drfhq_lib.nets.encoders import load_trained_encoder, save_trained_encoder
 from drfhq_lib.nets.state_dict import load_weights_only
 from drfhq_lib.nets.weights import Resolved
@@ -51,73 +55,114 @@ def _check_resumable(path: Path, state: dict, cfg: EncoderTrainConfig, generator
                          f"{generator.get('label')}")
 
 
-def _snapshot(trainer: EncoderTrainer, out: Path, generator: dict, extra: dict) -> None:
-    save_trained_encoder(out / SNAPSHOT, trainer.encoder, trainer.latent_avg, generator, extra)
+def inputs_record(paths: list) -> dict:
+    """What a run records of a set of real inputs: their count and a digest of their names."""
+    names = "\n".join(sorted(Path(p).name for p in paths))
+    return {"count": len(paths), "names_sha256": hashlib.sha256(names.encode()).hexdigest()}
+
+
+def _note_changed_inputs(trainer: EncoderTrainer, state: dict, current: dict) -> None:
+    """A resumed run whose real inputs are not the ones it started with says so in its log
+    (continuing on a larger set is allowed; hiding it would not be)."""
+    previous = state.get("real_inputs")
+    if previous == current:
+        return
+    trainer.log.append({"step": trainer.step_index, "kimg": round(trainer.kimg, 3),
+                        "event": "real inputs changed", "real_inputs": current,
+                        "previous_real_inputs": previous})
+    was = previous["count"] if previous else "an unrecorded number"
+    print(f"encoder train: resuming at {trainer.kimg:g} kimg with {current['count']} real "
+          f"inputs (the run had {was} until now); noted in the log", flush=True)
+
+
+def batchnorm_source(trainer: EncoderTrainer) -> str:
+    """Where the saved encoder's BatchNorm statistics come from (:meth:`deployable`)."""
+    if not trainer.calibrates:
+        return "training batches"
+    n = sum(map(len, calibration_batches(trainer.real_count, trainer.cfg.real_batch)))
+    return f"{n} of the {trainer.real_count} real inputs"
+
+
+def _snapshot(trainer: EncoderTrainer, deployed, out: Path, generator: dict, extra: dict,
+              real_inputs: dict) -> None:
+    save_trained_encoder(out / SNAPSHOT, deployed, trainer.latent_avg, generator, extra)
     with atomic_path(out / STATE) as tmp:
-        torch.save({**trainer.state(), "generator_sha256": generator.get("sha256")}, tmp)
+        torch.save({**trainer.state(), "generator_sha256": generator.get("sha256"),
+                    "real_inputs": real_inputs}, tmp)
     write_text_atomic(out / LOG, "".join(json.dumps(r) + "\n" for r in trainer.log))
 
 
-def summary(trainer: EncoderTrainer, val: dict | None = None) -> dict:
-    """kimg, steps, seconds and the validation losses (``val``, else measured now)."""
+def summary(trainer: EncoderTrainer, val: dict) -> dict:
+    """kimg, steps, seconds, the BatchNorm statistics' source and the validation losses."""
     return {"kimg": round(trainer.kimg, 3), "steps": trainer.step_index,
-            "train_seconds": round(trainer.seconds, 1), **(val or trainer.evaluate())}
+            "train_seconds": round(trainer.seconds, 1),
+            "batchnorm_statistics": batchnorm_source(trainer), **val}
 
 
 def train_encoder(G, out_dir, cfg: EncoderTrainConfig, generator: dict,
-                  networks: list[Resolved], *, lpips=None, real_paths=(),
+                  networks: list[Resolved], *, lpips=None, real_paths=(), val_paths=(),
                   device: torch.device | str = "cpu", snapshot_kimg: float = 2.0,
                   progress: bool = True, command: str = "") -> Path:
     """Train (or resume) an encoder for ``G`` in ``out_dir``; returns ``OUT/encoder.safetensors``.
 
     ``generator``: :func:`generator_record`; ``networks``: the Resolved networks for the
-    provenance (the generator's, LPIPS's when used); ``real_paths``: aligned real inputs."""
+    provenance (the generator's, LPIPS's when used); ``real_paths``: aligned real inputs;
+    ``val_paths``: held-out aligned real inputs, for validation only."""
     from drfhq_lib.provenance import write_sidecar
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    real_paths = list(real_paths)
+    real_paths, val_paths = list(real_paths), list(val_paths)
     loader = real_image_loader(real_paths, G.img_resolution, device) if real_paths else None
-    trainer = EncoderTrainer(G, cfg, torch.device(device), lpips, loader, len(real_paths))
+    val_images = (real_image_loader(val_paths, G.img_resolution)(list(range(len(val_paths))))
+                  if val_paths else None)
+    trainer = EncoderTrainer(G, cfg, torch.device(device), lpips, loader, len(real_paths),
+                             val_images)
+    real_inputs = inputs_record(real_paths)
     if (out / STATE).exists():
         state = load_weights_only(out / STATE, "encoder training state",
                                   f"delete {out / STATE} to start the run again")
         _check_resumable(out / STATE, state, cfg, generator)
         trainer.load_state(state)
+        _note_changed_inputs(trainer, state, real_inputs)
     log_every = max(1, cfg.total_steps // LOG_INTERVALS)
     next_snapshot = (int(trainer.kimg / snapshot_kimg) + 1) * snapshot_kimg
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}  # per loss: the real inputs' losses run every real_every steps
     with tqdm(total=cfg.total_steps * cfg.batch, initial=trainer.images_seen, unit="img",
               desc="encoder", disable=not progress) as bar:
         while not trainer.done:
             losses = trainer.step()
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
             bar.update(cfg.batch)
             bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
             if trainer.step_index % log_every == 0 or trainer.done:
-                n = trainer.step_index % log_every or log_every
                 trainer.log.append({"step": trainer.step_index, "kimg": round(trainer.kimg, 3),
                                     "seconds": round(trainer.seconds, 1),
-                                    **{k: round(v / n, 5) for k, v in sums.items()}})
-                sums = {}
+                                    **{k: round(v / counts[k], 5) for k, v in sums.items()}})
+                sums, counts = {}, {}
             if trainer.kimg >= next_snapshot - 1e-9 or trainer.done:
-                val = trainer.evaluate()
+                deployed = trainer.deployable()
+                val = trainer.evaluate(encoder=deployed)
                 if trainer.log and trainer.log[-1]["step"] == trainer.step_index:
                     trainer.log[-1].update(val)
                 else:
                     trainer.log.append({"step": trainer.step_index,
                                         "kimg": round(trainer.kimg, 3), **val})
-                _snapshot(trainer, out, generator, summary(trainer, val))
+                _snapshot(trainer, deployed, out, generator, summary(trainer, val), real_inputs)
                 next_snapshot += snapshot_kimg
+    deployed = trainer.deployable()
+    result = summary(trainer, trainer.evaluate(encoder=deployed))
     if not (out / SNAPSHOT).exists():  # resumed a finished run: nothing left to train
-        _snapshot(trainer, out, generator, summary(trainer))
+        _snapshot(trainer, deployed, out, generator, result, real_inputs)
     final = out / FINAL
-    result = summary(trainer)
-    save_trained_encoder(final, trainer.encoder, trainer.latent_avg, generator,
+    save_trained_encoder(final, deployed, trainer.latent_avg, generator,
                          {**result, "config": cfg.as_dict(), "command": command})
     write_sidecar(final, networks, cfg.as_dict(),
                   {"command": command, "generator": generator, "real_inputs": len(real_paths),
+                   "validation_inputs": len(val_paths),
                    **result, "log": trainer.log})
     return final
 

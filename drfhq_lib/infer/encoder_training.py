@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from copy import deepcopy as copy_module
 from dataclasses import dataclass, field
 
 import torch
@@ -38,6 +39,8 @@ SMALL_STAGES = ((16, 32, 1), (32, 48, 1), (48, 96, 2), (96, 128, 1))
 HEAD_INIT_GAIN = 0.1  # the heads' linear layers start at a tenth: outputs near w_avg
 LATENT_EVAL_SAMPLES = 64  # fixed generator samples (seed 1) the validation loss is measured on
 EVAL_SEED = 1
+CALIBRATION_IMAGES = 512  # real inputs the saved encoder's BatchNorm statistics average over
+CALIBRATION_MIN_IMAGES = 64  # fewer give statistics noisier than the training batches' ones
 
 
 @dataclass
@@ -105,6 +108,41 @@ def build_encoder(G, cfg: EncoderTrainConfig) -> StyleEncoder:
     return enc
 
 
+@torch.no_grad()
+def calibrated(encoder: StyleEncoder, batches) -> StyleEncoder:
+    """A copy of ``encoder``, in eval mode, whose BatchNorm running statistics are the plain
+    average over ``batches`` (encoder inputs [k, 3, S, S]); its weights are unchanged.
+
+    Why: most training batches are generator samples, so the running statistics are theirs,
+    yet the encoder is applied to real inputs. In the mini world the shift costs more than
+    anything else: the 12-kimg encoder's guesses for held-out R renders score LPIPS 0.117 with
+    its training statistics and 0.063 with those of 400 R renders."""
+    copy = copy_module(encoder)
+    norms = [m for m in copy.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # None: a cumulative average, every batch weighted alike
+    copy.train()
+    for batch in batches:
+        copy(batch)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return copy.eval()
+
+
+def calibration_batches(count: int, batch: int) -> list[list[int]]:
+    """Indices of up to ``CALIBRATION_IMAGES`` of ``count`` real inputs, evenly spaced, in
+    batches of ``batch`` (a last batch of one joins the one before: BatchNorm needs two)."""
+    n = min(count, CALIBRATION_IMAGES)
+    indices = torch.linspace(0, count - 1, n).round().long().tolist() if n else []
+    chunks = [indices[i:i + batch] for i in range(0, n, batch)]
+    if len(chunks) > 1 and len(chunks[-1]) < 2:
+        last = chunks.pop()
+        chunks[-1] += last
+    return chunks
+
+
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The CPU generator of every random draw of one step (resume-proof)."""
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
@@ -143,6 +181,7 @@ class EncoderTrainer:
     lpips: torch.nn.Module | None = None
     real: object | None = None  # real(indices [k]) -> images [k, 3, R, R] in [-1, 1]
     real_count: int = 0
+    val_images: torch.Tensor | None = None  # held-out real inputs [M, 3, R, R], validation only
     encoder: StyleEncoder = field(init=False)
     step_index: int = 0
     seconds: float = 0.0
@@ -157,8 +196,10 @@ class EncoderTrainer:
         self.encoder = build_encoder(self.G, self.cfg).to(self.device).train()
         self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=self.cfg.lr,
                                           betas=(0.9, 0.999))
-        if self.cfg.uses_lpips(self.real_count > 0) and self.lpips is None:
-            raise ValueError("the image losses need an LPIPS network (lpips=...)")
+        needs_lpips = self.cfg.uses_lpips(self.real_count > 0) or self.val_images is not None
+        if needs_lpips and self.lpips is None:
+            raise ValueError("the image losses and the real-input validation need an LPIPS "
+                             "network (lpips=...)")
 
     # ------------------------------------------------------------------------- state
     @property
@@ -187,8 +228,25 @@ class EncoderTrainer:
         self.log = list(state.get("log", []))
 
     # ------------------------------------------------------------------------- steps
-    def predict(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encoder(resize(images, self.encoder.input_size)) + self.latent_avg[None]
+    def predict(self, images: torch.Tensor, encoder: StyleEncoder | None = None) -> torch.Tensor:
+        encoder = encoder or self.encoder
+        return encoder(resize(images, encoder.input_size)) + self.latent_avg[None]
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether the saved encoder's BatchNorm statistics are measured on the real inputs."""
+        return self.real_count >= max(2, CALIBRATION_MIN_IMAGES)
+
+    def deployable(self) -> StyleEncoder:
+        """The encoder as it is saved: with real inputs, a :func:`calibrated` copy whose
+        BatchNorm statistics are those of the real inputs (the images it will be applied to);
+        with fewer than ``CALIBRATION_MIN_IMAGES`` of them, the training encoder itself."""
+        if not self.calibrates:
+            return self.encoder
+        size = self.encoder.input_size
+        batches = (resize(self.real(chunk).to(self.device), size)
+                   for chunk in calibration_batches(self.real_count, self.cfg.real_batch))
+        return calibrated(self.encoder, batches)
 
     def _image_losses(self, images: torch.Tensor, ws: torch.Tensor, lpips_weight: float,
                       pixel_weight: float) -> dict[str, torch.Tensor]:
@@ -237,19 +295,38 @@ class EncoderTrainer:
         return {name: float(t.detach().mean()) for name, t in terms.items()}
 
     @torch.no_grad()
-    def evaluate(self, count: int = LATENT_EVAL_SAMPLES) -> dict[str, float]:
-        """Validation on fixed generator samples (seed ``EVAL_SEED``, no mixing): the latent
-        loss and the pixel L2 of G(predicted W+), in eval mode (BatchNorm's running stats)."""
-        self.encoder.eval()
+    def evaluate(self, count: int = LATENT_EVAL_SAMPLES,
+                 encoder: StyleEncoder | None = None) -> dict[str, float]:
+        """Validation of ``encoder`` (default: the training one) in eval mode (BatchNorm's
+        running statistics): on fixed generator samples (seed ``EVAL_SEED``, no mixing), the
+        latent loss and the pixel L2 of G(predicted W+); with ``val_images``, also the LPIPS
+        and pixel L2 of G(predicted W+) against those held-out real inputs, the images an
+        encoder is for (generator samples cannot show how it does on those)."""
+        encoder = encoder or self.encoder
+        was_training = encoder.training
+        encoder.eval()
         try:
             images, ws = sample_targets(self.G, count, torch.Generator().manual_seed(EVAL_SEED),
                                         0.0, self.device)
-            pred = self.predict(images)
+            pred = self.predict(images, encoder)
             synth = self.G.synthesis(pred, noise_mode="const")
-            return {"val_latent": float(latent_loss(pred, ws, self.w_var).mean()),
-                    "val_pixel": float((synth - images).square().mean())}
+            out = {"val_latent": float(latent_loss(pred, ws, self.w_var).mean()),
+                   "val_pixel": float((synth - images).square().mean())}
+            if self.val_images is not None:
+                out.update(self._real_validation(encoder))
+            return out
         finally:
-            self.encoder.train()
+            encoder.train(was_training)
+
+    def _real_validation(self, encoder: StyleEncoder, chunk: int = 16) -> dict[str, float]:
+        lpips, pixel = [], []
+        for images in self.val_images.split(chunk):
+            images = images.to(self.device)
+            synth = self.G.synthesis(self.predict(images, encoder), noise_mode="const")
+            lpips.append(self.lpips(synth, images).flatten())
+            pixel.append((synth - images).square().mean((1, 2, 3)))
+        return {"val_real_lpips": float(torch.cat(lpips).mean()),
+                "val_real_pixel": float(torch.cat(pixel).mean())}
 
 
 def real_image_loader(paths: list, resolution: int, device: torch.device | str = "cpu"):

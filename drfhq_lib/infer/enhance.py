@@ -248,7 +248,7 @@ def run_settings(nets: Networks, params: ProjectionParams, size: int,
                  composite_params: CompositeParams, init) -> dict:
     """Everything an enhance result depends on (not the batch size: each input has its seed)."""
     return {"G_real": nets.real_label, "G_rendering": nets.rendering_label, "size": size,
-            "init": "w_avg" if init is None else "encoder", "projection": params.as_dict(),
+            "init": init_setting(init), "projection": params.as_dict(),
             "composite": asdict(composite_params)}
 
 
@@ -259,6 +259,16 @@ def _flat(settings: dict, prefix: str = "") -> dict:
         flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict)
                     else {prefix + key: value})
     return flat
+
+
+def init_setting(init) -> str:
+    """The start of a projection as a setting: 'w_avg', or the encoder with its file's sha256
+    (:func:`~drfhq_lib.infer.encoder_init.load_encoder_init` puts it on ``init``), so that
+    results made from one encoder are not kept as results of a retrained one."""
+    if init is None:
+        return "w_avg"
+    digest = getattr(init, "sha256", None)
+    return f"encoder sha256:{digest}" if digest else "encoder"
 
 
 def check_settings(out_dir: Path, settings: dict) -> None:

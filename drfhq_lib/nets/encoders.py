@@ -429,11 +429,16 @@ class TrainedEncoder:
 def trained_encoder_state(encoder: StyleEncoder, latent_avg: torch.Tensor,
                           half: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a trained-encoder file: ``encoder/<name>`` and ``latent_avg``; ``half``
-    rounds floating-point tensors to fp16 (read back as fp32)."""
-    cast = (lambda t: t.half() if t.is_floating_point() else t) if half else (lambda t: t)
-    tensors = {f"encoder/{k}": cast(v.detach().cpu().clone(memory_format=torch.contiguous_format))
-               for k, v in encoder.state_dict().items()}
-    tensors["latent_avg"] = cast(latent_avg.detach().cpu().float().contiguous())
+    rounds the weights to fp16 (read back as fp32). BatchNorm's running statistics stay fp32:
+    a variance past fp16's 65504 (the mini world's encoder has 72903 in its last block) would
+    turn into inf and zero its channel."""
+    def cast(name: str, t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().cpu().clone(memory_format=torch.contiguous_format)
+        if half and t.is_floating_point() and not name.split(".")[-1].startswith("running_"):
+            return t.half()
+        return t
+    tensors = {f"encoder/{k}": cast(k, v) for k, v in encoder.state_dict().items()}
+    tensors["latent_avg"] = cast("latent_avg", latent_avg.float())
     return tensors
 
 

@@ -150,7 +150,7 @@ MINIWORLD_TITLES = {
 
 
 # The W+ encoder of the mini world's G_rendering (`drfhq encoder train`, committed beside it).
-MINIWORLD_ENCODER_SHA256 = "0b5dc647416a68d8c1ab574627b9953c45099432d9d93ebcaf891c03613427a7"
+MINIWORLD_ENCODER_SHA256 = "e7c10c7ac70dcc00e14071bc512e856fc5fe2f2d52ae3873ba04a017f9a4e5b5"
 
 
 def miniworld_encoder_network() -> Network:
