@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Rebuild the mini world's committed encoder (drfhq_lib/miniworld/networks/encoder-miniworld-R64)
-# after `drfhq miniworld train` has built G_rendering_mini: about 85 minutes on 2 CPU cores.
+# after `drfhq miniworld train` has built G_rendering_mini: about 95 minutes on 2 CPU cores.
 #
 # The encoder's real inputs are R renders of seed 1 (the fine-tuning set's identities and more),
 # never of seed 2 (the held-out identities every benchmark scores); ids 1218-1249 are kept apart
 # for --val-images. It was trained in two commands: 12 kimg on the fine-tuning set's 250 R
-# renders, then continued to 36 kimg on 1218 (its log records where the set changed).
+# renders, then continued on 1218 (to 36 kimg, then 40; its log records where the set changed).
 set -euo pipefail
 runs=${RUNS:-runs/miniworld/aligned}
 run=${RUN:-runs/encoder-miniworld-R64}
@@ -32,6 +32,9 @@ for index in range(250):
     shutil.copyfile(runs / "encoder" / "R" / name, subset / name)
 EOF
 drfhq encoder train "${common[@]}" --images "$runs/encoder-first250/R" --kimg 12
+# each --kimg sets its own learning-rate schedule: the committed encoder took these three steps
 drfhq encoder train "${common[@]}" --images "$runs/encoder/R" \
-    --val-images "$runs/encoder-val/R" --kimg 36 \
+    --val-images "$runs/encoder-val/R" --kimg 36
+drfhq encoder train "${common[@]}" --images "$runs/encoder/R" \
+    --val-images "$runs/encoder-val/R" --kimg 40 \
     --export drfhq_lib/miniworld/networks/encoder-miniworld-R64.safetensors

@@ -81,7 +81,7 @@ def load_encoder_init(path: str | Path, G, device: torch.device | str = "cpu",
 def from_a_guess(params: ProjectionParams) -> ProjectionParams:
     """``params`` for a projection started from an encoder: no latent noise. The projector's
     noise explores around w_avg; from a guess it only costs (mini world, 10 held-out ids,
-    100 steps: final LPIPS 0.0143 without it, 0.030 with it; benchmarks/bench_encoder_init.py)."""
+    100 steps: final LPIPS 0.0138 without it, 0.031 with it; benchmarks/bench_encoder_init.py)."""
     return dataclasses.replace(params, initial_noise_factor=0.0)
 
 

@@ -150,7 +150,7 @@ MINIWORLD_TITLES = {
 
 
 # The W+ encoder of the mini world's G_rendering (`drfhq encoder train`, committed beside it).
-MINIWORLD_ENCODER_SHA256 = "e7c10c7ac70dcc00e14071bc512e856fc5fe2f2d52ae3873ba04a017f9a4e5b5"
+MINIWORLD_ENCODER_SHA256 = "454f1a999a4b857b75b06231c963249dbf6c1457716157d2fcc0cbed912e3c21"
 
 
 def miniworld_encoder_network() -> Network:
