@@ -149,8 +149,9 @@ def test_held_out_real_inputs_are_scored_and_a_changed_input_set_is_logged(tmp_p
     cfg = tiny_config(kimg=0.008, real_every=1, real_batch=2)
     gen_record = {"label": "tiny", "sha256": "ab" * 32}
     nets = [Resolved("tiny", "official", "tiny", None, "ab" * 32)]
-    final = encoder_job.train_encoder(G, tmp_path / "run", cfg, gen_record, nets, lpips=MeanAbs(),
-                                      real_paths=real, val_paths=val, progress=False)
+    final = encoder_job.train_encoder(G, tmp_path / "run", cfg, gen_record, nets,
+                                      lpips=MeanAbs(), real_paths=real, val_paths=val,
+                                      progress=False)
     # oracle: the saved encoder, read back, scoring the validation files read back
     images = torch.cat([pil_to_tensor(load_image(v)) for v in val])
     with torch.no_grad():

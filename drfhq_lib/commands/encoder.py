@@ -70,8 +70,20 @@ def command_line(args) -> str:
     return shlex.join(parts)
 
 
-def run_train(args) -> int:
+def image_files(folders, flag: str) -> list:
+    """The image files of ``flag``'s folders/files (none when the flag is not given)."""
     from drfhq_lib.data.manifest import expand_inputs
+
+    if not folders:
+        return []
+    files = expand_inputs(require_inputs(folders))
+    if not files:
+        raise DrfhqError(f"{flag} {' '.join(map(str, folders))}: no image files there "
+                         "(aligned faces, e.g. what `drfhq align` writes)")
+    return files
+
+
+def run_train(args) -> int:
     from drfhq_lib.infer import encoder_job
     from drfhq_lib.infer.encoder_training import EncoderTrainConfig
     from drfhq_lib.nets import weights
@@ -84,14 +96,7 @@ def run_train(args) -> int:
         raise DrfhqError(f"--kimg {cfg.kimg:g} --batch {cfg.batch}: need kimg > 0 and a batch "
                          "of at least 2 (BatchNorm)")
     device = device_of(args.device)
-    real = expand_inputs(require_inputs(args.images)) if args.images else []
-    if args.images and not real:
-        raise DrfhqError(f"--images {' '.join(map(str, args.images))}: no image files there "
-                         "(aligned faces, e.g. what `drfhq align` writes)")
-    val = expand_inputs(require_inputs(args.val_images)) if args.val_images else []
-    if args.val_images and not val:
-        raise DrfhqError(f"--val-images {' '.join(map(str, args.val_images))}: no image files "
-                         "there")
+    real, val = image_files(args.images, "--images"), image_files(args.val_images, "--val-images")
     G, resolved = load_generator(args.generator, device)
     networks = [resolved]
     lpips = None

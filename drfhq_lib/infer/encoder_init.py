@@ -36,11 +36,11 @@ def miniworld_encoder() -> Resolved | None:
     return weights.resolve(MINIWORLD_ENCODER, "official") if net.find() else None
 
 
-def encoder_record(path: str | Path) -> Resolved:
+def encoder_record(path: str | Path, digest: str | None = None) -> Resolved:
     """An encoder file as a network of a run's provenance (its registry name when it is the
-    committed one)."""
+    committed one); ``digest``: its sha256 when already known."""
     path = Path(path)
-    digest = sha256_file(path)
+    digest = digest or sha256_file(path)
     committed = weights.get(MINIWORLD_ENCODER)
     name = MINIWORLD_ENCODER if digest == committed.sha256 else f"encoder:{path.name}"
     return Resolved(name, "official", name, path, digest)
@@ -102,4 +102,4 @@ def projection_start(start: str, G, params: ProjectionParams, device="cpu",
             raise DrfhqError(f"init 'encoder' needs an encoder file: {TRAIN_HINT}")
         encoder = committed.path
     init, _ = load_encoder_init(encoder, G, device)
-    return init, from_a_guess(params), encoder_record(encoder)
+    return init, from_a_guess(params), encoder_record(encoder, init.sha256)

@@ -83,7 +83,7 @@ def batchnorm_source(trainer: EncoderTrainer) -> str:
     return f"{n} of the {trainer.real_count} real inputs"
 
 
-def _snapshot(trainer: EncoderTrainer, deployed, out: Path, generator: dict, extra: dict,
+def _snapshot(trainer: EncoderTrainer, deployed, extra: dict, out: Path, generator: dict,
               real_inputs: dict) -> None:
     save_trained_encoder(out / SNAPSHOT, deployed, trainer.latent_avg, generator, extra)
     with atomic_path(out / STATE) as tmp:
@@ -129,6 +129,7 @@ def train_encoder(G, out_dir, cfg: EncoderTrainConfig, generator: dict,
     next_snapshot = (int(trainer.kimg / snapshot_kimg) + 1) * snapshot_kimg
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}  # per loss: the real inputs' losses run every real_every steps
+    last = None  # (the encoder as saved, its summary) at the latest snapshot of this call
     with tqdm(total=cfg.total_steps * cfg.batch, initial=trainer.images_seen, unit="img",
               desc="encoder", disable=not progress) as bar:
         while not trainer.done:
@@ -151,12 +152,15 @@ def train_encoder(G, out_dir, cfg: EncoderTrainConfig, generator: dict,
                 else:
                     trainer.log.append({"step": trainer.step_index,
                                         "kimg": round(trainer.kimg, 3), **val})
-                _snapshot(trainer, deployed, out, generator, summary(trainer, val), real_inputs)
+                last = deployed, summary(trainer, val)
+                _snapshot(trainer, *last, out, generator, real_inputs)
                 next_snapshot += snapshot_kimg
-    deployed = trainer.deployable()
-    result = summary(trainer, trainer.evaluate(encoder=deployed))
-    if not (out / SNAPSHOT).exists():  # resumed a finished run: nothing left to train
-        _snapshot(trainer, deployed, out, generator, result, real_inputs)
+    if last is None:  # resumed a finished run: nothing left to train
+        deployed = trainer.deployable()
+        last = deployed, summary(trainer, trainer.evaluate(encoder=deployed))
+        if not (out / SNAPSHOT).exists():
+            _snapshot(trainer, *last, out, generator, real_inputs)
+    deployed, result = last
     final = out / FINAL
     save_trained_encoder(final, deployed, trainer.latent_avg, generator,
                          {**result, "config": cfg.as_dict(), "command": command})
