@@ -168,7 +168,8 @@ def test_held_out_real_inputs_are_scored_and_a_changed_input_set_is_logged(tmp_p
     encoder_job.train_encoder(G, tmp_path / "run", tiny_config(kimg=0.016, real_every=1,
                               real_batch=2), gen_record, nets, lpips=MeanAbs(), real_paths=more,
                               progress=False)
-    log = [json.loads(line) for line in (tmp_path / "run" / encoder_job.LOG).read_text().splitlines()]
+    lines = (tmp_path / "run" / encoder_job.LOG).read_text().splitlines()
+    log = [json.loads(line) for line in lines]
     events = [r for r in log if r.get("event") == "real inputs changed"]
     assert len(events) == 1 and events[0]["step"] == 2
     assert events[0]["real_inputs"]["count"] == 3
