@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from drfhq_lib.infer import enhance
-from drfhq_lib.infer.projection import ProjectionParams
+from drfhq_lib.infer.projection import ProjectionParams, load_latent
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,7 @@ def test_resuming_with_other_settings_is_refused(run, tmp_path):
     stamp = (copy / "kenji_portrait.png").stat().st_mtime_ns
     enhance.enhance_files([render], copy, nets, longer, overwrite=True, progress=False)
     assert (copy / "kenji_portrait.png").stat().st_mtime_ns != stamp  # redone ...
+    assert load_latent(copy / "latents" / "kenji_portrait.npz")["steps"] == longer.steps
     enhance.enhance_files([render], copy, nets, longer, progress=False)  # ... and resumable
 
     def encoder_start(digest):  # a start as load_encoder_init makes it: with its file's sha256

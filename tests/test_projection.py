@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from drfhq_lib.errors import DrfhqError
 from drfhq_lib.nets import Generator
 from drfhq_lib.infer import projection
 from drfhq_lib.nets import perceptual
@@ -118,6 +119,27 @@ def test_interrupted_run_keeps_finished_items_and_completes_the_rest(G, targets,
     assert latent["ws"].shape == (10, 64) and latent["steps"] == 2
     assert latent["params"]["steps"] == 2 and np.isfinite(latent["final_distance"])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_resuming_with_other_settings_or_another_start_is_refused(G, targets, lpips_net, tmp_path):
+    named = {"a": targets[0]}
+    params = ProjectionParams(steps=2, w_avg_samples=1000)
+    project_to_files(G, named, tmp_path, lpips_net, params, batch=1, progress=False)
+    kept = (tmp_path / "a.npz").read_bytes()
+    longer = ProjectionParams(steps=3, w_avg_samples=1000)
+    with pytest.raises(DrfhqError, match=r"a\.npz was projected with other settings "
+                                         r"\(steps: 2 -> 3\)"):
+        project_to_files(G, named, tmp_path, lpips_net, longer, batch=1, progress=False)
+
+    def guess(batch):  # any W+ start; the file's digest names which encoder made it
+        return G.mapping.w_avg.expand(len(batch), G.num_ws, -1).clone()
+    guess.sha256 = "ab12"
+    with pytest.raises(DrfhqError, match=r"init: w_avg -> encoder sha256:ab12"):
+        project_to_files(G, named, tmp_path, lpips_net, params, batch=1, progress=False,
+                         init=guess)
+    assert (tmp_path / "a.npz").read_bytes() == kept  # nothing was overwritten
+    project_to_files(G, named, tmp_path, lpips_net, params, batch=1, progress=False)  # same: kept
+    assert (tmp_path / "a.npz").read_bytes() == kept
 
 
 def test_guide_adds_its_term_and_pulls_the_projection(G, targets, lpips_net):

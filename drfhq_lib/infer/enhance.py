@@ -34,8 +34,8 @@ from drfhq_lib.files import write_json_atomic, write_png_atomic
 from drfhq_lib.data.images import load_image, pil_to_tensor, tensor_to_pil
 from drfhq_lib.nets.perceptual import build_lpips, resize
 from drfhq_lib.infer import sharding
-from drfhq_lib.infer.projection import (ProjectionParams, load_latent, project_to_files,
-                                        render, w_statistics)
+from drfhq_lib.infer.projection import (ProjectionParams, init_setting, load_latent,
+                                        project_to_files, render, w_statistics)
 from drfhq_lib.nets.weights import Resolved
 
 MANIFEST_FIELDS = ["input", "status", "reason", "seconds", "final_lpips", "output"]
@@ -232,6 +232,9 @@ def enhance_files(inputs: list[Path], out_dir: Path, nets: Networks,
         desc = "enhancing" + (f" (rank {ranks.rank}/{ranks.world})" if ranks.world > 1 else "")
         for block in tqdm(share, desc=desc, unit="batch", disable=not progress):
             todo = _aligned_inputs({paths[i]: names[paths[i]] for i in block}, size, manifest)
+            if overwrite:  # each rank its own block's: a redone input is projected again
+                for name in todo:
+                    (out_dir / "latents" / f"{name}.npz").unlink(missing_ok=True)
             if todo:
                 seeds = {names[paths[i]]: params.seed + i for i in block}
                 _enhance_aligned(todo, out_dir, nets, projector, seeds, size, prefer,
@@ -259,16 +262,6 @@ def _flat(settings: dict, prefix: str = "") -> dict:
         flat.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict)
                     else {prefix + key: value})
     return flat
-
-
-def init_setting(init) -> str:
-    """The start of a projection as a setting: 'w_avg', or the encoder with its file's sha256
-    (:func:`~drfhq_lib.infer.encoder_init.load_encoder_init` puts it on ``init``), so that
-    results made from one encoder are not kept as results of a retrained one."""
-    if init is None:
-        return "w_avg"
-    digest = getattr(init, "sha256", None)
-    return f"encoder sha256:{digest}" if digest else "encoder"
 
 
 def check_settings(out_dir: Path, settings: dict) -> None:

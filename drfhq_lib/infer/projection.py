@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from drfhq_lib.allocator import keep_freed_memory
+from drfhq_lib.errors import DrfhqError
 from drfhq_lib.files import atomic_path
 from drfhq_lib.finetune.losses import (COLOR_SIZE, LAMBDA_COLOR, LAMBDA_SKETCH, SKETCH_SIZE,
                                        IdentityLosses, noise_regularization, normalize_noise_)
@@ -246,6 +247,31 @@ def load_latent(path) -> dict:
                 "params": json.loads(str(data["params"])), "extra": json.loads(str(data["extra"]))}
 
 
+def init_setting(init) -> str:
+    """The start of a projection as a setting: 'w_avg', or the encoder with its file's sha256
+    (:func:`~drfhq_lib.infer.encoder_init.load_encoder_init` puts it on ``init``), so that
+    results made from one encoder are not kept as results of a retrained one."""
+    if init is None:
+        return "w_avg"
+    digest = getattr(init, "sha256", None)
+    return f"encoder sha256:{digest}" if digest else "encoder"
+
+
+def check_kept_latent(path: Path, params: ProjectionParams, start: str) -> None:
+    """Refuse to keep a latent made with other projection settings: a resumed run would report
+    it as a result of these."""
+    kept = load_latent(path)
+    wanted = json.loads(json.dumps(params.as_dict()))
+    changed = [f"{k}: {kept['params'].get(k)} -> {v}" for k, v in wanted.items()
+               if kept["params"].get(k) != v]
+    kept_start = kept["extra"].get("init", "w_avg")
+    if kept_start != start:
+        changed.append(f"init: {kept_start} -> {start}")
+    if changed:
+        raise DrfhqError(f"{path} was projected with other settings ({'; '.join(changed)}); "
+                         f"delete {path.parent} or project into another folder")
+
+
 def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Distance,
                      params: ProjectionParams = ProjectionParams(), batch: int = 8,
                      progress: bool = True, guide: Guide | None = None,
@@ -257,7 +283,8 @@ def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Dis
     """Project named targets (``[3, R, R]`` each) in batches into ``out_dir/<name>.npz``.
 
     Each latent is saved as soon as its batch finishes; names whose file exists are skipped,
-    so an interrupted run resumes where it stopped. ``projector`` (default ``project``, same
+    so an interrupted run resumes where it stopped; a kept file made with other ``params`` or
+    another start is refused (:func:`check_kept_latent`). ``projector`` (default ``project``, same
     arguments) swaps the optimiser, e.g. Image2StyleGAN's in ``inversion.i2s_project``.
     ``seeds``: each name's seed (default ``params.seed`` + its position in ``targets``), so a
     caller that projects a long list piece by piece keeps each item's seed; ``w_stats``:
@@ -266,11 +293,15 @@ def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Dis
     """
     out_dir = Path(out_dir)
     paths = {name: out_dir / f"{name}.npz" for name in targets}
+    start = init_setting(init)
+    for name in targets:
+        if paths[name].exists():
+            check_kept_latent(paths[name], params, start)
     todo = [name for name in targets if not paths[name].exists()]
     names_order = list(targets)
-    for start in tqdm(range(0, len(todo), batch), desc="batches",
+    for first in tqdm(range(0, len(todo), batch), desc="batches",
                       disable=not progress or len(todo) <= batch):  # one batch: its own bar
-        names = todo[start:start + batch]
+        names = todo[first:first + batch]
         device = targets[names[0]].device
         w_stats = w_stats or w_statistics(G, params, device)
         batch_seeds = [seeds[name] if seeds is not None
@@ -282,5 +313,5 @@ def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Dis
         for i, name in enumerate(names):
             save_latent(paths[name], result.ws[i], result.final_loss[i],
                         result.final_distance[i], params, seed=batch_seeds[i],
-                        init="w_avg" if init is None else "encoder")
+                        init=start)
     return paths

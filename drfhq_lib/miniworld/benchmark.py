@@ -63,35 +63,34 @@ def load_heldout(folder, limit: int | None = None) -> HeldOut:
 
 
 def projected_outputs(G_project, G_show, targets, ids, folder: Path, distance, params, batch,
-                      guide=None) -> torch.Tensor:
-    """G_show's images of the W+ found by projecting ``targets`` into G_project (latents saved
-    as ``folder/<id>.npz``, so a rerun resumes)."""
+                      guide=None, init=None) -> torch.Tensor:
+    """G_show's images of the W+ found by projecting ``targets`` into G_project from ``init``
+    (default w_avg; latents saved as ``folder/<id>.npz``, so a rerun resumes)."""
     paths = project_to_files(G_project, dict(zip(ids, targets)), folder, distance, params,
-                             batch=batch, progress=True, guide=guide)
+                             batch=batch, progress=True, guide=guide, init=init)
     ws = torch.stack([load_latent(paths[i])["ws"] for i in ids])
     return render(G_show, ws.to(targets.device))
 
 
 def method_outputs(data: HeldOut, G_real, renderings: dict, lpips_net, sketch_net, out,
                    params: ProjectionParams, batch: int = 25, guide_settings: dict | None = None,
-                   ) -> dict[str, torch.Tensor]:
-    """Each method's outputs for the held-out R renders (and the two reference rows)."""
+                   init=None) -> dict[str, torch.Tensor]:
+    """Each method's outputs for the held-out R renders (and the two reference rows). ``init``
+    (default w_avg) starts every projection: the generators share one frozen mapping, so one
+    encoder's W+ is a start for each of them."""
     out = Path(out)
+    run = lambda G_project, targets, name, guide=None: projected_outputs(  # noqa: E731
+        G_project, G_real, targets, data.ids, out / name, lpips_net, params, batch, guide, init)
     outputs = {"R input": data.R}
-    outputs["projection into G_real"] = projected_outputs(
-        G_real, G_real, data.R, data.ids, out / "direct", lpips_net, params, batch)
+    outputs["projection into G_real"] = run(G_real, data.R, "direct")
     guide = identity_guide(sketch_net, lpips_net, **(guide_settings or {}))
-    outputs["guided projection into G_real"] = projected_outputs(
-        G_real, G_real, data.R, data.ids, out / "guided", lpips_net, params, batch, guide)
+    outputs["guided projection into G_real"] = run(G_real, data.R, "guided", guide)
     for variant, G_rendering in renderings.items():
-        outputs[f"ours ({variant})"] = projected_outputs(
-            G_rendering, G_real, data.R, data.ids, out / f"ours-{variant}", lpips_net, params,
-            batch)
+        outputs[f"ours ({variant})"] = run(G_rendering, data.R, f"ours-{variant}")
     with torch.no_grad():
         outputs[REFERENCE_ROWS[0]] = torch.cat([G_real(z, noise_mode="const")
                                                 for z in data.z.split(batch)])
-    outputs[REFERENCE_ROWS[1]] = projected_outputs(
-        G_real, G_real, data.P, data.ids, out / "P-direct", lpips_net, params, batch)
+    outputs[REFERENCE_ROWS[1]] = run(G_real, data.P, "P-direct")
     return outputs
 
 
