@@ -294,10 +294,9 @@ def project_to_files(G, targets: dict[str, torch.Tensor], out_dir, distance: Dis
     out_dir = Path(out_dir)
     paths = {name: out_dir / f"{name}.npz" for name in targets}
     start = init_setting(init)
-    for name in targets:
-        if paths[name].exists():
-            check_kept_latent(paths[name], params, start)
     todo = [name for name in targets if not paths[name].exists()]
+    for name in set(targets) - set(todo):
+        check_kept_latent(paths[name], params, start)
     names_order = list(targets)
     for first in tqdm(range(0, len(todo), batch), desc="batches",
                       disable=not progress or len(todo) <= batch):  # one batch: its own bar
