@@ -11,7 +11,7 @@ from PIL import Image
 from drfhq_lib.eval import groundtruth
 from drfhq_lib.miniworld import aligned
 from drfhq_lib.miniworld.real_training import (RealMiniConfig, RealMiniTrainer, edges,
-                                               r1_penalty, reconstruction_loss)
+                                               r1_penalty, reconstruction_loss, regressed_copy)
 
 
 def test_psnr_of_a_known_offset():
@@ -121,6 +121,25 @@ def test_resumed_training_continues_exactly():
         resumed.step()
     for a, b in zip(straight.G.parameters(), resumed.G.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_regressed_copy_fits_the_targets_and_keeps_the_fine_tunes_frozen_parts():
+    source = _tiny_trainer().G
+    before = {k: v.clone() for k, v in source.state_dict().items()}
+    gen = torch.Generator().manual_seed(1)
+    z = torch.randn(4, 8, generator=gen)
+    targets = torch.rand(4, 3, 16, 16, generator=gen) * 2 - 1
+    with torch.no_grad():
+        start = float(reconstruction_loss(source(z, noise_mode="const"), targets))
+    copy = regressed_copy(source, z, targets, kimg=0.4, batch=4, lr=2e-3, progress=False)
+    with torch.no_grad():
+        end = float(reconstruction_loss(copy(z, noise_mode="const"), targets))
+    assert end < 0.7 * start
+    after = copy.state_dict()
+    frozen = [k for k in after if k.startswith("mapping.") or ".torgb." in k]
+    assert frozen and all(torch.equal(after[k], before[k]) for k in frozen)
+    assert any(not torch.equal(after[k], before[k]) for k in after if k not in frozen)
+    assert all(torch.equal(v, before[k]) for k, v in source.state_dict().items())  # a copy
 
 
 def _synthetic_render(folder, landmarks, name="000000"):

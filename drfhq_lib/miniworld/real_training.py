@@ -10,6 +10,10 @@ discriminator the fine-tuning starts from. Both phases use the project's own Sty
 Phases (``RealMiniConfig``): ``warm_kimg`` thousand images of regression with constant noise,
 then ``adv_kimg`` of non-saturating GAN loss + R1, with the regression kept as an anchor
 (``adv_rec_weight``) so the paired identities stay where the warm start put them.
+
+``regressed_copy`` applies the same regression to a copy of a trained generator with the
+fine-tune's frozen parts kept (a paired-supervision oracle for G_rendering, not the paper's
+unpaired fine-tune).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from drfhq_lib.finetune.trainer import is_frozen
 from drfhq_lib.nets import Discriminator, Generator
 
 SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 4
@@ -200,3 +205,32 @@ class RealMiniTrainer:
         if not all(math.isfinite(v) for v in losses.values()):
             raise FloatingPointError(f"loss became {losses} at {self.kimg:.2f} kimg")
         return losses
+
+
+def regressed_copy(G: torch.nn.Module, z: torch.Tensor, targets: torch.Tensor, kimg: float,
+                   batch: int = 16, lr: float = 1e-3, seed: int = 0,
+                   progress: bool = True) -> torch.nn.Module:
+    """A copy of ``G`` whose synthesis is regressed so that G(z_i) ≈ targets_i (z [N, z_dim],
+    targets [N, 3, S, S] in [-1, 1]) for ``kimg`` thousand images, with the mapping and the
+    ToRGB layers frozen as the paper's fine-tune freezes them, so w stays the same latent in
+    both generators. Constant noise, Adam, ``reconstruction_loss``; returns it in eval mode."""
+    from tqdm.auto import tqdm
+
+    assert z.shape[0] == targets.shape[0], (z.shape, targets.shape)
+    assert targets.shape[-1] == G.img_resolution, (targets.shape, G.img_resolution)
+    copy_ = copy.deepcopy(G).float().train()
+    trained = [p for name, p in copy_.named_parameters() if not is_frozen(name)]
+    for name, p in copy_.named_parameters():
+        p.requires_grad_(not is_frozen(name))
+    opt = torch.optim.Adam(trained, lr=lr, betas=(0.9, 0.99))
+    rng = torch.Generator().manual_seed(seed)
+    steps = max(1, round(kimg * 1000 / batch))
+    with tqdm(range(steps), desc="regressing", unit="batch", disable=not progress) as bar:
+        for _ in bar:
+            idx = torch.randint(len(z), (batch,), generator=rng).to(z.device)
+            loss = reconstruction_loss(copy_(z[idx], noise_mode="const"), targets[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.set_postfix(rec=f"{loss.item():.4f}")
+    return copy_.eval().requires_grad_(False)
