@@ -218,19 +218,19 @@ def regressed_copy(G: torch.nn.Module, z: torch.Tensor, targets: torch.Tensor, k
 
     assert z.shape[0] == targets.shape[0], (z.shape, targets.shape)
     assert targets.shape[-1] == G.img_resolution, (targets.shape, G.img_resolution)
-    copy_ = copy.deepcopy(G).float().train()
-    trained = [p for name, p in copy_.named_parameters() if not is_frozen(name)]
-    for name, p in copy_.named_parameters():
+    G_copy = copy.deepcopy(G).float().train()
+    for name, p in G_copy.named_parameters():
         p.requires_grad_(not is_frozen(name))
-    opt = torch.optim.Adam(trained, lr=lr, betas=(0.9, 0.99))
+    opt = torch.optim.Adam([p for p in G_copy.parameters() if p.requires_grad], lr=lr,
+                           betas=(0.9, 0.99))
     rng = torch.Generator().manual_seed(seed)
     steps = max(1, round(kimg * 1000 / batch))
     with tqdm(range(steps), desc="regressing", unit="batch", disable=not progress) as bar:
         for _ in bar:
             idx = torch.randint(len(z), (batch,), generator=rng).to(z.device)
-            loss = reconstruction_loss(copy_(z[idx], noise_mode="const"), targets[idx])
+            loss = reconstruction_loss(G_copy(z[idx], noise_mode="const"), targets[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             bar.set_postfix(rec=f"{loss.item():.4f}")
-    return copy_.eval().requires_grad_(False)
+    return G_copy.eval().requires_grad_(False)
