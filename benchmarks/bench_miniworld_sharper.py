@@ -1,0 +1,108 @@
+"""The paper's method on a sharper G_real_mini: does ours then beat the R input in LPIPS?
+
+    python benchmarks/bench_miniworld_sharper.py [--train-count 3000] [--kimg 32]
+        [--count 40] [--steps 100] [--out DIR] [--batch 20]
+
+``bench_miniworld_real_scale.py`` shows G_real_mini getting sharper on held-out identities when
+its regression continues on more identities. This benchmark runs the paper's method on such a
+generator, every step a file under OUT so that a rerun resumes:
+
+1. G_real' = the committed G_real_mini regressed further (``real_training.regressed_copy``,
+   mapping and ToRGB frozen) for KIMG on the first TRAIN-COUNT P renders of the training set
+   (seed 0), saved with the committed discriminator, which the fine-tune starts from;
+2. G_rendering' = ``drfhq finetune`` from G_real' on the fine-tuning set's 250 R renders
+   (seed 1, unpaired), the full variant, with ``miniworld train``'s flags
+   (``BuildPlan.finetune_flags``);
+3. against each held-out identity's P render (seed 2), from w_avg (the paper's start; the
+   committed encoder belongs to the committed networks): the R input, the projection into
+   G_real', ours (projection into G_rendering', then G_real'), and G_real' at the identity's
+   own latent. LPIPS is the registry's (the HED-trunk substitute offline).
+
+An experiment, not the committed networks: ``drfhq miniworld train`` still builds those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+import torch  # noqa: E402
+
+from drfhq_lib import cli  # noqa: E402
+from drfhq_lib.infer.projection import ProjectionParams, render  # noqa: E402
+from drfhq_lib.miniworld import aligned, benchmark, models, real_training  # noqa: E402
+from drfhq_lib.miniworld.build import BuildPlan, real_name  # noqa: E402
+from drfhq_lib.nets import load_network, save_network  # noqa: E402
+from drfhq_lib.nets.perceptual import build_lpips  # noqa: E402
+
+
+def sharper_real(out: Path, count: int, kimg: float) -> Path:
+    """The file of G_real' (G_ema and the committed D), made once."""
+    path = out / f"g_real-{count}ids-{kimg:g}kimg.safetensors"
+    if not path.exists():
+        committed = load_network(models.network_file(real_name(models.RESOLUTION)))
+        G = committed["G_ema"].float().eval()
+        _, P, z = aligned.load_aligned(models.aligned_set(out / "train", count, "train"), "P",
+                                       count)
+        G = real_training.regressed_copy(G, z, P, kimg)
+        save_network(path, {"G_ema": G, "D": committed["D"].float()},
+                     {"what": "experiment: G_real_mini regressed further", "identities": count,
+                      "kimg": kimg})
+    return path
+
+
+def finetuned(source: Path, out: Path) -> Path:
+    """The last network of ``drfhq finetune`` (full variant) from ``source``; it resumes."""
+    data = models.aligned_set(out / "finetune", 250, "finetune") / "R"
+    run = out / f"finetune-{source.stem}"
+    flags = ["finetune", "--source", str(source), "--data", str(data), "--out", str(run),
+             *BuildPlan().finetune_flags]
+    if cli.main(flags) != 0:
+        raise SystemExit(f"drfhq finetune failed; see {run}")
+    return sorted(run.glob("network-*.safetensors"))[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-count", type=int, default=3000)
+    parser.add_argument("--kimg", type=float, default=32.0, help="regression of G_real' (32)")
+    parser.add_argument("--count", type=int, default=40, help="held-out identities (40)")
+    parser.add_argument("--steps", type=int, default=100, help="projection steps (100)")
+    parser.add_argument("--out", type=Path, default=Path("out/bench_miniworld_sharper"))
+    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--prefer", default="auto")
+    args = parser.parse_args()
+
+    source = sharper_real(args.out, args.train_count, args.kimg)
+    load = lambda path: (load_network(path)["G_ema"].float().eval()  # noqa: E731
+                         .requires_grad_(False))
+    G_real, G_rendering = load(source), load(finetuned(source, args.out))
+    data = benchmark.load_heldout(models.heldout_folder(args.out / "heldout", args.count),
+                                  args.count)
+    lpips_net = build_lpips(args.prefer, "cpu")
+    params = ProjectionParams(steps=args.steps, loss_size=G_real.img_resolution)
+    folder = args.out / f"latents-{source.stem}"
+    run = lambda G, name: benchmark.projected_outputs(  # noqa: E731
+        G, G_real, data.R, data.ids, folder / name, lpips_net, params, args.batch)
+    with torch.no_grad():
+        at_identity = render(G_real, G_real.mapping(data.z))
+    outputs = {"R input": data.R, "projection into G_real'": run(G_real, "direct"),
+               "ours (G_rendering' then G_real')": run(G_rendering, "ours"),
+               "G_real' at the identity's own latent w_id": at_identity}
+    print(f"{len(data.ids)} held-out identities, {args.steps} steps from w_avg; G_real': "
+          f"{args.kimg:g} kimg more on {args.train_count} identities; against the P render:")
+    print(f"{'row':44s} {'LPIPS':>24s} {'PSNR':>6s} {'landmarks':>9s}")
+    for row in benchmark.benchmark_table(data, outputs, lpips_net)[:-1]:
+        print(f"{row['method']:44s} {row['lpips']:.4f} [{row['lpips_ci_low']:.4f}, "
+              f"{row['lpips_ci_high']:.4f}] {row['psnr']:6.2f} {row['landmarks']:9.4f}")
+    print("Tab. 2 analogue, G(w_id) against the identity's R render:")
+    for row in benchmark.identity_table(data, G_real, {"full": G_rendering}, lpips_net):
+        print(f"  {row['method']:42s} {row['lpips']:.4f} {row['psnr']:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
