@@ -101,17 +101,16 @@ def main() -> None:
     run = lambda G, targets, name: benchmark.projected_outputs(  # noqa: E731
         G, mini.G_real, targets, data.ids, folder / name, lpips_net, params, args.batch,
         init=start)
-    names = {"ours (committed full variant)": "ours-full",
-             "ours (paired oracle as G_rendering)": f"ours-oracle-{args.train_count}-{args.kimg:g}",
-             "projection of P into G_real": "P"}
+    projected = {  # row: (generator projected into, targets, latent folder)
+        "ours (committed full variant)": (mini.G_rendering, data.R, "ours-full"),
+        "ours (paired oracle as G_rendering)":
+            (oracle, data.R, f"ours-oracle-{args.train_count}-{args.kimg:g}"),
+        "projection of P into G_real": (mini.G_real, data.P, "P")}
     with torch.no_grad():
         w_id = mini.G_real.mapping(data.z.to(args.device))
         at_identity = render(mini.G_real, w_id)
     outputs = {"R input": data.R,
-               **{row: run(G, targets, names[row]) for row, G, targets in (
-                   ("ours (committed full variant)", mini.G_rendering, data.R),
-                   ("ours (paired oracle as G_rendering)", oracle, data.R),
-                   ("projection of P into G_real", mini.G_real, data.P))},
+               **{row: run(G, targets, name) for row, (G, targets, name) in projected.items()},
                "G_real at the identity's own latent w_id": at_identity}
     print_rows(f"{len(data.ids)} held-out identities, {args.steps} steps from {args.init}; "
                f"oracle: {args.train_count} identities, {args.kimg:g} kimg; against the P render:",
@@ -122,7 +121,7 @@ def main() -> None:
     w_avg, w_std = w_statistics(mini.G_real, params, torch.device(args.device))
     print(f"W+ distance from the identity's own latent, per layer (|w_id - w_avg| = "
           f"{float((w_id - w_avg).norm(dim=-1).mean()):.1f}, w_std = {w_std:.1f}):")
-    for row, name in names.items():
+    for row, (_, _, name) in projected.items():
         print(f"  {row:46s} {distance_to_identity(folder / name, data.ids, w_id):5.1f}")
 
 
