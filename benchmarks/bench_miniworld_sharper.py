@@ -85,7 +85,7 @@ def main() -> None:
                                   args.count)
     lpips_net = build_lpips(args.prefer, "cpu")
     params = ProjectionParams(steps=args.steps, loss_size=G_real.img_resolution)
-    folder = args.out / f"latents-{source.stem}"
+    folder = args.out / f"latents-{source.stem}-{args.steps}steps"  # kept latents must match
     run = lambda G, name: benchmark.projected_outputs(  # noqa: E731
         G, G_real, data.R, data.ids, folder / name, lpips_net, params, args.batch)
     with torch.no_grad():
