@@ -33,7 +33,6 @@ from drfhq_lib.infer import encoder_init  # noqa: E402
 from drfhq_lib.infer.projection import ProjectionParams  # noqa: E402
 from drfhq_lib.miniworld import benchmark, models  # noqa: E402
 from drfhq_lib.miniworld.build import BuildPlan  # noqa: E402
-from drfhq_lib.nets import load_network  # noqa: E402
 from drfhq_lib.nets.perceptual import build_lpips  # noqa: E402
 
 OTHER_BLURS = ((5, 2.5), (7, 4.0), (13, 10.0))  # (kernel, sigma) at 64 px, for the sweep
@@ -58,8 +57,8 @@ def main() -> None:
                                   args.count)
     data.R, data.P = data.R.to(args.device), data.P.to(args.device)
     mini = models.load(args.device, variants=("full",))
-    G_rendering = (load_network(args.rendering, device=args.device)["G_ema"].float().eval()
-                   .requires_grad_(False) if args.rendering else mini.G_rendering)
+    G_rendering = (models.generator_from_file(args.rendering, args.device) if args.rendering
+                   else mini.G_rendering)
     lpips_net = build_lpips(args.prefer, args.device)
     size, sigma = BuildPlan().color_blur
     oracle = benchmark.detail_transfer_oracle(data.R, data.P, size, sigma)

@@ -37,7 +37,7 @@ from drfhq_lib.infer import encoder_init  # noqa: E402
 from drfhq_lib.infer.projection import (ProjectionParams, load_latent,  # noqa: E402
                                         render, w_statistics)
 from drfhq_lib.miniworld import aligned, benchmark, models, real_training  # noqa: E402
-from drfhq_lib.nets import load_network, save_network  # noqa: E402
+from drfhq_lib.nets import save_network  # noqa: E402
 from drfhq_lib.nets.perceptual import build_lpips  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def paired_oracle(G_real, folder: Path, count: int, kimg: float, out: Path, devi
     file, so a rerun loads it)."""
     path = out / f"paired-oracle-{count}ids-{kimg:g}kimg.safetensors"
     if path.exists():
-        return load_network(path, device=device)["G_ema"].float().eval().requires_grad_(False)
+        return models.generator_from_file(path, device)
     _, R, z = aligned.load_aligned(models.aligned_set(folder, count, "finetune"), "R", count,
                                    device)
     G = real_training.regressed_copy(G_real, z, R, kimg)

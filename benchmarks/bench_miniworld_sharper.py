@@ -78,9 +78,8 @@ def main() -> None:
     args = parser.parse_args()
 
     source = sharper_real(args.out, args.train_count, args.kimg)
-    load = lambda path: (load_network(path)["G_ema"].float().eval()  # noqa: E731
-                         .requires_grad_(False))
-    G_real, G_rendering = load(source), load(finetuned(source, args.out))
+    G_real = models.generator_from_file(source)
+    G_rendering = models.generator_from_file(finetuned(source, args.out))
     data = benchmark.load_heldout(models.heldout_folder(args.out / "heldout", args.count),
                                   args.count)
     lpips_net = build_lpips(args.prefer, "cpu")

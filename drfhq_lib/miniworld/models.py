@@ -59,10 +59,14 @@ def available(resolution: int = RESOLUTION) -> bool:
 
 
 def load_generator(name: str, device="cpu") -> torch.nn.Module:
+    return generator_from_file(network_file(name), device)
+
+
+def generator_from_file(path, device="cpu") -> torch.nn.Module:
+    """The G_ema of a network file, in fp32, eval mode, without gradients."""
     from drfhq_lib.nets import load_network
 
-    nets = load_network(network_file(name), device=device)
-    return nets["G_ema"].float().eval().requires_grad_(False)
+    return load_network(path, device=device)["G_ema"].float().eval().requires_grad_(False)
 
 
 def load(device="cpu", resolution: int = RESOLUTION, variants=tuple(VARIANTS)) -> MiniNetworks:
