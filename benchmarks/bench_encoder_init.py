@@ -120,7 +120,11 @@ def main() -> None:
     mini = models.load(device, variants=("full",))
     G, G_real = mini.G_rendering, mini.G_real
     lpips_net = build_lpips(args.prefer, device)
-    encoder_file = args.encoder or miniworld_encoder().path
+    committed = miniworld_encoder()
+    if args.encoder is None and committed is None:
+        raise SystemExit("no committed mini-world encoder: pass --encoder FILE, or train one "
+                         "with tools/make_miniworld_encoder.sh")
+    encoder_file = args.encoder or committed.path
     init, notes = load_encoder_init(encoder_file, G, device)
     for note in notes:
         print("note:", note)

@@ -318,6 +318,7 @@ def test_encoder_start_beats_w_avg_at_equal_steps_on_held_out_renders(heldout, l
         (from_enc.final_loss, from_avg.final_loss)
 
 
+@MINI
 def test_projection_start_from_the_committed_encoder(heldout):
     from drfhq_lib.miniworld import models
 

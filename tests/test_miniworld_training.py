@@ -169,3 +169,30 @@ def test_aligned_landmarks_do_not_depend_on_where_the_face_was(tmp_path):
     ids, images, z = aligned.load_aligned(tmp_path / "a-64", "P")
     assert ids == ["000000"] and images.shape == (1, 3, 64, 64) and z.shape == (1, 4)
     assert images.mean() == pytest.approx(160 / 127.5 - 1, abs=0.02)
+
+
+def finetune_settings(train_argv: list[str]) -> dict:
+    """The settings `drfhq finetune` parses from the flags `drfhq miniworld train` passes it."""
+    from drfhq_lib import cli
+    from drfhq_lib.miniworld.build import BuildPlan
+    from drfhq_lib.miniworld.cli import plan_from_args
+
+    parser = cli.build_parser()
+    plan = plan_from_args(parser.parse_args(["miniworld", "train", *train_argv]), BuildPlan)
+    return vars(parser.parse_args(["finetune", *plan.finetune_flags]))
+
+
+def test_miniworld_train_hands_finetune_the_papers_losses_scaled_to_64_px():
+    settings = finetune_settings([])
+    # Sec. 3.2: λs = 5e-6 for a sum over 512² pixels, so (512/64)² times that at 64 px
+    assert settings["lambda_sketch"] == pytest.approx(5e-6 * 64)
+    assert (settings["sketch_size"], settings["color_size"]) == (64, 64)
+    assert (settings["kimg"], settings["ema_kimg"], settings["ada_kimg"]) == (2, 0.5, 5)
+    assert settings["lambda_color"] == 37.5  # the mini world's λc, not the paper's 3.75e3
+
+
+def test_miniworld_train_flags_reach_the_finetune():
+    settings = finetune_settings(["--lambda-color", "3750", "--finetune-kimg", "8"])
+    assert settings["lambda_color"] == 3750
+    # the schedules keep the paper's ratios to its run length (40 kimg: ema 10, ADA 100)
+    assert (settings["kimg"], settings["ema_kimg"], settings["ada_kimg"]) == (8, 2, 20)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild the mini world's committed encoder (drfhq_lib/miniworld/networks/encoder-miniworld-R64)
-# after `drfhq miniworld train` has built G_rendering_mini: about 95 minutes on 2 CPU cores.
+# after `drfhq miniworld train` has built G_rendering_mini: about 40 minutes on 2 idle CPU cores
 #
 # The encoder's real inputs are R renders of seed 1 (the fine-tuning set's identities and more),
 # never of seed 2 (the held-out identities every benchmark scores); ids 1218-1249 are kept apart

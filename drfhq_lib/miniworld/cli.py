@@ -69,14 +69,17 @@ def add_miniworld_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--export", type=Path, default=None,
                    help="where the finished networks go (default: drfhq_lib/miniworld/networks)")
     t.add_argument("--train-count", type=_int_at_least(8), default=None,
-                   help="identities of the P training set (400)")
+                   help="identities of the P training set (3000)")
     t.add_argument("--finetune-count", type=_int_at_least(8), default=None,
                    help="identities of the R fine-tuning set (250)")
     t.add_argument("--heldout-count", type=_int_at_least(1), default=None,
                    help="held-out identities (100)")
-    t.add_argument("--warm-kimg", type=float, default=None, help="G_real warm start (32)")
+    t.add_argument("--warm-kimg", type=float, default=None, help="G_real warm start (64)")
     t.add_argument("--adv-kimg", type=float, default=None, help="G_real adversarial phase (4)")
     t.add_argument("--finetune-kimg", type=float, default=None, help="each variant (2)")
+    t.add_argument("--lambda-color", type=float, default=None,
+                   help="the fine-tune's λc (37.5: the paper's 3.75e3 is for VGG16 LPIPS at "
+                        "256 px)")
     t.add_argument("--device", default="cpu", help="torch device (cpu)")
     t.add_argument("--no-progress", dest="progress", action="store_false")
     t.set_defaults(func=run)
@@ -121,8 +124,9 @@ def plan_from_args(args, BuildPlan):
     for flag in ("warm_kimg", "adv_kimg"):
         if getattr(args, flag) is not None:
             setattr(plan.real, flag, getattr(args, flag))
-    if args.finetune_kimg is not None:
-        plan.finetune_kimg = args.finetune_kimg
+    for flag in ("finetune_kimg", "lambda_color"):
+        if getattr(args, flag) is not None:
+            setattr(plan, flag, getattr(args, flag))
     return plan
 
 

@@ -132,11 +132,11 @@ def _miniworld_dir() -> Path:
 # The mini world's networks: committed in the project (drfhq_lib/miniworld/networks), rebuilt by
 # `drfhq miniworld train`; sha256 of the committed files.
 MINIWORLD_SHA256 = {
-    "stylegan2-miniworld-P64": "e6cb4fc12480ec0b7c4b20c345c33f69ad156a646de628f6b8b081e4a6d79bd3",
-    "stylegan2-miniworld-R64-baseline": "68b4b892acd007596c430985f507ab7482b9c8c7fbaa5e85f3923ba2acc58916",
-    "stylegan2-miniworld-R64-no-color": "e17a3194822e3703aecfeab3db4b24ee5d401cab8c7927f4c4dd885f89fbb715",
-    "stylegan2-miniworld-R64-no-sketch": "c3d09c32d184800697576eb705d10ca538811742a46f5f59ecabae20147454f5",
-    "stylegan2-miniworld-R64": "aacc7c55408a9ea2b3df7f94dfce30e35fc611ac9ef9394b80cc66c2d0c6164a",
+    "stylegan2-miniworld-P64": "7712961c61930be639be39424c24b2cdf81852e9ad67c09ddf78a724fe5d5ab8",
+    "stylegan2-miniworld-R64-baseline": "654b0a5b2eaca517740762326f2a677960b9f90f070c2cc34b78ab70d240ded7",
+    "stylegan2-miniworld-R64-no-color": "5110d3378195f57bf5f35b8f2ae367192f33e481544495be62a9fe6474e84c59",
+    "stylegan2-miniworld-R64-no-sketch": "123de233cca0feda7b02247024db1715cde94d90467fb5628b78131583eeb65e",
+    "stylegan2-miniworld-R64": "b451cc1a6bc42c57507b35cd878ccc2f2e0e2c6a2cc87f598f3b5ddf2570e13f",
 }
 MINIWORLD_TITLES = {
     "stylegan2-miniworld-P64": "mini world G_real_mini: StyleGAN2 trained on P-style renders, 64 px",
@@ -149,7 +149,8 @@ MINIWORLD_TITLES = {
 }
 
 
-# The W+ encoder of the mini world's G_rendering (`drfhq encoder train`, committed beside it).
+# The W+ encoder of the mini world's G_rendering (`drfhq encoder train`). The sha256 is the one
+# trained for the previous networks; a new one goes beside them with its own.
 MINIWORLD_ENCODER_SHA256 = "454f1a999a4b857b75b06231c963249dbf6c1457716157d2fcc0cbed912e3c21"
 
 
@@ -158,8 +159,10 @@ def miniworld_encoder_network() -> Network:
                    title="mini world W+ encoder (e4e layout, narrow IR-SE) for "
                          "stylegan2-miniworld-R64: starts the projection (--init encoder)",
                    filename="encoder-miniworld-R64.safetensors", url=None,
-                   source="committed in the project (drfhq_lib/miniworld/networks, with a "
-                          "provenance file); retrained by the `command` its provenance records",
+                   source="tools/make_miniworld_encoder.sh trains it into "
+                          "drfhq_lib/miniworld/networks (about 40 min on 2 CPU cores; set "
+                          "MINIWORLD_ENCODER_SHA256 to its sha256); not committed for the "
+                          "current networks, so projections start from w_avg",
                    sha256=MINIWORLD_ENCODER_SHA256, extra_dirs=(_miniworld_dir,))
 
 
