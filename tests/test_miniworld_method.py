@@ -61,7 +61,6 @@ def test_enhanced_renders_are_closer_to_the_p_render_than_the_input_in_lpips(hel
     assert to_truth.mean() < input_to_truth.mean(), (to_truth, input_to_truth)
 
 
-
 def test_fine_tuning_teaches_the_full_variant_r_better_than_the_baseline(heldout, lpips_hed):
     """Tab. 2's analogue against the renderer: G(w_id) beside the identity's own R render, w_id
     the mapping of its z (frozen in the fine-tune, so the same w in every generator)."""
