@@ -16,10 +16,9 @@ generator, every step a file under OUT so that a rerun resumes:
    (``BuildPlan.finetune_flags``), or with the λc and length given (a run of its own);
    with ``--oracle-kimg``, also a paired oracle: G_real' regressed onto those R renders at
    their own latents (``bench_miniworld_paired.py``);
-3. against each held-out identity's P render (seed 2), from w_avg (the paper's start; the
-   committed encoder belongs to the committed networks): the R input, the projection into
-   G_real', ours (projection into G_rendering', then G_real'), and G_real' at the identity's
-   own latent. LPIPS is the registry's (the HED-trunk substitute offline);
+3. against each held-out identity's P render (seed 2), from w_avg (the paper's start): the
+   R input, the projection into G_real', ours (projection into G_rendering', then G_real'),
+   and G_real' at the identity's own latent. LPIPS is the registry's (the HED-trunk substitute offline);
 4. the Tab. 2 analogue (G(w_id) against the R render), and the projection's own fit: the
    LPIPS of each G_rendering to R at the projected W+ beside at w_id, and how far W+ lies
    from w_id, which tells a projection that misses w_id because the optimiser stalls from
@@ -63,15 +62,14 @@ def sharper_real(out: Path, count: int, kimg: float) -> Path:
     return path
 
 
-def finetuned(source: Path, out: Path, lambda_color: float | None, kimg: float) -> Path:
-    """The last network of ``drfhq finetune`` (full variant) from ``source``, with λc
-    ``lambda_color`` (None: the paper's) for ``kimg`` (its schedules scaled to that length, as
-    ``miniworld train`` scales them); it resumes."""
+def finetuned(source: Path, out: Path, plan: BuildPlan) -> Path:
+    """The last network of ``drfhq finetune`` (full variant) from ``source`` with ``plan``'s
+    flags (its λc, and its schedules scaled to its length, as ``miniworld train`` runs it);
+    it resumes."""
     data = models.aligned_set(out / "finetune", 250, "finetune") / "R"
-    run = out / f"finetune-{source.stem}{variant_suffix(lambda_color, kimg)}"
-    color = [] if lambda_color is None else ["--lambda-color", f"{lambda_color:g}"]
+    run = out / f"finetune-{source.stem}{variant_suffix(plan)}"
     flags = ["finetune", "--source", str(source), "--data", str(data), "--out", str(run),
-             *BuildPlan(finetune_kimg=kimg).finetune_flags, *color]
+             *plan.finetune_flags]
     if cli.main(flags) != 0:
         raise SystemExit(f"drfhq finetune failed; see {run}")
     return sorted(run.glob("network-*.safetensors"))[-1]
@@ -81,10 +79,11 @@ def latents(folder: Path, ids: list[str]) -> torch.Tensor:
     return torch.stack([load_latent(folder / f"{i}.npz")["ws"] for i in ids])
 
 
-def variant_suffix(lambda_color: float | None, kimg: float) -> str:
+def variant_suffix(plan: BuildPlan) -> str:
     """Names a fine-tune that differs from ``miniworld train``'s (and its latents)."""
-    suffix = "" if lambda_color is None else f"-lc{lambda_color:g}"
-    return suffix + ("" if kimg == BuildPlan().finetune_kimg else f"-{kimg:g}kimg")
+    default = BuildPlan()
+    return ("" if plan.lambda_color == default.lambda_color else f"-lc{plan.lambda_color:g}") \
+        + ("" if plan.finetune_kimg == default.finetune_kimg else f"-{plan.finetune_kimg:g}kimg")
 
 
 def main() -> None:
@@ -93,8 +92,8 @@ def main() -> None:
     parser.add_argument("--kimg", type=float, default=32.0, help="regression of G_real' (32)")
     parser.add_argument("--count", type=int, default=40, help="held-out identities (40)")
     parser.add_argument("--steps", type=int, default=100, help="projection steps (100)")
-    parser.add_argument("--lambda-color", type=float, default=None,
-                        help="the fine-tune's λc (default: the paper's 3.75e3)")
+    parser.add_argument("--lambda-color", type=float, default=BuildPlan().lambda_color,
+                        help="the fine-tune's λc (miniworld train's; the paper's is 3.75e3)")
     parser.add_argument("--finetune-kimg", type=float, default=BuildPlan().finetune_kimg,
                         help="the fine-tune's length (miniworld train's)")
     parser.add_argument("--oracle-kimg", type=float, default=0.0,
@@ -108,14 +107,14 @@ def main() -> None:
 
     source = sharper_real(args.out, args.train_count, args.kimg)
     G_real = models.generator_from_file(source)
-    rendering_file = finetuned(source, args.out, args.lambda_color, args.finetune_kimg)
-    G_rendering = models.generator_from_file(rendering_file)
+    plan = BuildPlan(finetune_kimg=args.finetune_kimg, lambda_color=args.lambda_color)
+    G_rendering = models.generator_from_file(finetuned(source, args.out, plan))
     data = benchmark.load_heldout(models.heldout_folder(args.out / "heldout", args.count),
                                   args.count)
     lpips_net = build_lpips(args.prefer, "cpu")
     params = ProjectionParams(steps=args.steps, loss_size=G_real.img_resolution)
     folder = args.out / f"latents-{source.stem}-{args.steps}steps"  # kept latents must match
-    ours_folder = "ours" + variant_suffix(args.lambda_color, args.finetune_kimg)
+    ours_folder = "ours" + variant_suffix(plan)
     run = lambda G, name: benchmark.projected_outputs(  # noqa: E731
         G, G_real, data.R, data.ids, folder / name, lpips_net, params, args.batch)
     with torch.no_grad():
